@@ -1,0 +1,4 @@
+from uf_experiments.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The run config's schema (registered in Hydra's ConfigStore), its cross-field checks, and the one
+instantiate helper that turns a model config into an engine.
+
+Type errors (``pool.size=abc``) and unknown keys fail while Hydra composes; the checks that need more than
+one field (``sampling.n`` <= ``pool.size``) run in :func:`validate`, before anything is loaded or spent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config that cannot run. The message is one line naming the key and the fix."""
+
+
+class DatasetKind(Enum):
+    demo = "demo"
+    hub = "hub"
+    local = "local"
+
+
+class JudgeOutput(Enum):
+    json = "json"
+    text = "text"
+
+
+class Recipe(Enum):
+    h4 = "h4"
+    mean_aspects = "mean_aspects"
+    best_worst = "best_worst"
+
+
+class Ties(Enum):
+    keep = "keep"
+    drop = "drop"
+
+
+class TrackingBackend(Enum):
+    wandb = "wandb"
+    none = "none"
+
+
+@dataclass
+class PriceConfig:
+    input_per_1m: float = 0.0  # USD per 1M prompt tokens
+    output_per_1m: float = 0.0  # USD per 1M completion tokens
+    cached_input_per_1m: float = 0.0  # USD per 1M cached prompt tokens
+    read_on: str | None = None  # the date the prices were read from the provider's page
+
+
+@dataclass
+class TinyConfig:
+    seed: int = 0
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # what the run files call this model
+    path: str | None = None  # HF hub id, local directory, or API model name; null with `tiny`
+    tiny: TinyConfig | None = None  # build a tiny random-weight model offline instead of loading `path`
+    engine: dict[str, Any] = field(default_factory=dict)  # `_target_` + engine kwargs (see conf/model/)
+    env: dict[str, str] = field(default_factory=dict)  # environment set before the engine starts
+    price: PriceConfig = field(default_factory=PriceConfig)
+    gpu_hour_usd: float = 0.0  # self-hosted engines: charged on measured engine wall time
+
+
+@dataclass
+class PoolConfig:
+    name: str = MISSING
+    size: int = MISSING  # use the first `size` models of the roster
+    models: dict[str, ModelConfig] = field(default_factory=dict)  # the roster, in order
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 2  # completions per prompt, each from a distinct model
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+
+
+@dataclass
+class AspectConfig:
+    name: str = MISSING
+    template: str = MISSING  # file under uf_experiments/judge/templates/
+    min_rating: int = 1
+    max_rating: int = 5
+    allow_na: bool = False  # honesty: "N/A" is a valid answer (stored as no rating)
+    has_types: bool = False  # truthfulness / helpfulness: a `Type:` list before the rating
+
+
+@dataclass
+class JudgeConfig:
+    model: ModelConfig = MISSING
+    output: JudgeOutput = JudgeOutput.json  # json: JSON-schema structured output; text: the paper's format
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    max_parse_retries: int = 2  # re-ask a (prompt, aspect) whose reply did not parse, then count it
+    rationale_max_chars: int | None = None  # JSON mode: cap each rationale in the schema (keeps tiny judges short)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    kind: DatasetKind = DatasetKind.demo
+    repo_id: str | None = None  # kind=hub
+    subset: str | None = None  # kind=hub: the dataset config name
+    split: str = "train"
+    path: str | None = None  # kind=local: .jsonl / .json / .parquet / .csv
+    columns: dict[str, str] = field(default_factory=dict)  # our name -> the dataset's column
+    source: str | None = None  # source label when the dataset has no source column
+    limit: int | None = None  # keep the first N prompts
+
+
+@dataclass
+class BinarizeConfig:
+    recipe: Recipe = Recipe.h4
+    score: str | None = None  # an aspect name, or null for the mean of the rated aspects
+    ties: Ties = Ties.drop
+
+
+@dataclass
+class TrackingConfig:
+    backend: TrackingBackend = TrackingBackend.wandb
+    project: str = "uf-experiments"
+    entity: str | None = None
+    mode: str | None = None  # null: online when logged in, offline otherwise; or "offline" / "online"
+    group: str | None = None  # null: the sweep dir name for -m runs
+
+
+@dataclass
+class OutputConfig:
+    push_to_hub: str | None = None  # repo id; the rated and preference datasets are pushed there
+    private: bool = True
+
+
+@dataclass
+class RunConfig:
+    experiment: str = "demo"
+    seed: int = 42
+    dataset: DatasetConfig = MISSING
+    pool: PoolConfig = MISSING
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judge: JudgeConfig = MISSING
+    aspect: dict[str, AspectConfig] = field(default_factory=dict)
+    binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="config_schema", node=RunConfig)
+
+
+def validate(cfg: DictConfig) -> None:
+    """The checks a schema cannot express. Raises ConfigError with a one-line message."""
+    roster = list(cfg.pool.models)
+    if not roster:
+        raise ConfigError(f"pool '{cfg.pool.name}' has no models: add `/model@models.NAME: NAME` to its defaults")
+    if not 1 <= cfg.pool.size <= len(roster):
+        raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
+    if not 1 <= cfg.sampling.n <= cfg.pool.size:
+        raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} (n distinct models per prompt)")
+    if cfg.dataset.limit is not None and cfg.dataset.limit < 1:
+        raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be a positive number of prompts, or null for all")
+    if not cfg.aspect:
+        raise ConfigError("no judge aspect selected: pass e.g. aspect=[overall_rating]")
+    if cfg.judge.max_parse_retries < 0:
+        raise ConfigError(f"judge.max_parse_retries={cfg.judge.max_parse_retries} must be >= 0")
+    if cfg.binarize.score is not None and cfg.binarize.score not in cfg.aspect:
+        raise ConfigError(
+            f"binarize.score={cfg.binarize.score} is not a selected aspect ({', '.join(cfg.aspect)}): "
+            "pick one of them or null for the aspect mean"
+        )
+    if cfg.dataset.kind == DatasetKind.hub and not cfg.dataset.repo_id:
+        raise ConfigError("dataset.repo_id is required for a hub dataset: dataset.repo_id=OWNER/NAME")
+    if cfg.dataset.kind == DatasetKind.local and not cfg.dataset.path:
+        raise ConfigError("dataset.path is required for a local dataset: dataset.path=/path/to/prompts.jsonl")
+    for where, model in [*((f"pool.models.{k}", m) for k, m in cfg.pool.models.items()), ("judge.model", cfg.judge.model)]:
+        if not model.engine or "_target_" not in model.engine:
+            raise ConfigError(f"{where}.engine needs a _target_ (an engine class, see conf/model/)")
+        if model.path is None and model.tiny is None:
+            raise ConfigError(f"{where} needs a path (hub id, local dir or API model name) or a tiny spec")
+    if cfg.output.push_to_hub:
+        from huggingface_hub import get_token
+
+        if not get_token():
+            raise ConfigError(
+                f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: set HF_TOKEN or run `hf auth login`"
+            )
+
+
+def resolve_model_path(model: DictConfig | ModelConfig) -> str:
+    """The directory or id the engine loads: a tiny model is built (or taken from its cache) first."""
+    if model.tiny is not None:
+        from uf_experiments.tiny import TinySpec, build_tiny_model
+
+        tiny = model.tiny if isinstance(model.tiny, TinyConfig) else TinyConfig(**OmegaConf.to_container(model.tiny))
+        return str(build_tiny_model(TinySpec(tiny.seed, tiny.hidden_size, tiny.num_layers, tiny.num_heads)))
+    return str(model.path)
+
+
+def build_engine(model: DictConfig) -> Any:
+    """The one instantiate helper: set the model's env, then ``model.engine._target_(path=..., **kwargs)``."""
+    from hydra.utils import instantiate
+
+    for key, value in model.env.items():
+        os.environ[key] = str(value)
+    return instantiate(model.engine, path=resolve_model_path(model), _convert_="all")

@@ -1,0 +1,108 @@
+"""Load prompts: the built-in demo set, any Hugging Face dataset, or a local file.
+
+Every loader maps the dataset's columns onto ours (``dataset.columns``: our name -> theirs), then
+:func:`to_prompts` applies the same rules to all of them:
+
+- a missing instruction column is an error that names the columns the dataset does have;
+- empty or whitespace-only instructions are skipped and counted (``skipped_empty``);
+- a repeated instruction keeps its first occurrence; later ones are skipped and counted (``skipped_duplicate``);
+- ``prompt_id`` comes from the data when mapped, else a stable hash of source + instruction;
+- a missing source becomes ``dataset.source`` (or ``"unknown"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from uf_experiments.config import ConfigError, DatasetKind
+from uf_experiments.records import Prompt
+
+EXTRA_COLUMNS = ("correct_answers", "incorrect_answers", "world_knowledge")
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass
+class LoadReport:
+    rows: int = 0
+    skipped_empty: int = 0
+    skipped_duplicate: int = 0
+    prompts: list[Prompt] = field(default_factory=list)
+
+
+def _stable_id(source: str, instruction: str) -> str:
+    return hashlib.sha256(f"{source}\n{instruction}".encode()).hexdigest()[:16]
+
+
+def to_prompts(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str], default_source: str | None,
+               limit: int | None, origin: str) -> LoadReport:
+    """Map raw rows to Prompts with the rules in the module docstring. ``origin`` names the data in errors."""
+    report = LoadReport()
+    seen: set[str] = set()
+    instr_col = columns.get("instruction", "instruction")
+    for row in rows:
+        if report.rows == 0 and instr_col not in row:
+            raise ConfigError(
+                f"{origin} has no column '{instr_col}' for the instruction (columns: {', '.join(map(str, row))}); "
+                "map yours with dataset.columns.instruction=NAME"
+            )
+        report.rows += 1
+        instruction = row.get(instr_col)
+        if not isinstance(instruction, str) or not instruction.strip():
+            report.skipped_empty += 1
+            continue
+        instruction = instruction.strip()
+        if instruction in seen:
+            report.skipped_duplicate += 1
+            continue
+        seen.add(instruction)
+        source = row.get(columns.get("source", "source")) or default_source or "unknown"
+        pid = row.get(columns.get("prompt_id", "prompt_id")) or _stable_id(str(source), instruction)
+        extras = {name: row[columns.get(name, name)] for name in EXTRA_COLUMNS if row.get(columns.get(name, name)) is not None}
+        report.prompts.append(Prompt(str(pid), str(source), instruction, extras))
+        if limit is not None and len(report.prompts) >= limit:
+            break
+    if report.rows == 0:
+        raise ConfigError(f"{origin} has no rows: check the path, split or filter")
+    return report
+
+
+def _demo_rows() -> list[dict[str, Any]]:
+    text = resources.files("uf_experiments.resources").joinpath("demo_prompts.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _local_rows(path: str) -> Iterable[Mapping[str, Any]]:
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise ConfigError(f"dataset.path={path} does not exist: pass an existing .jsonl/.json/.parquet/.csv file")
+    fmt = LOCAL_FORMATS.get(file.suffix.lower())
+    if fmt is None:
+        raise ConfigError(f"dataset.path={path}: unsupported file type '{file.suffix}'; use one of {', '.join(LOCAL_FORMATS)}")
+    from datasets import load_dataset
+
+    return load_dataset(fmt, data_files=str(file), split="train")
+
+
+def _hub_rows(repo_id: str, subset: str | None, split: str) -> Iterable[Mapping[str, Any]]:
+    from datasets import load_dataset
+
+    return load_dataset(repo_id, subset, split=split)
+
+
+def load_prompts(cfg: Any) -> LoadReport:
+    """Load ``cfg`` (a DatasetConfig) into Prompts."""
+    kind = DatasetKind(cfg.kind.value if isinstance(cfg.kind, DatasetKind) else cfg.kind)
+    columns = dict(cfg.columns or {})
+    if kind is DatasetKind.demo:
+        rows, origin = _demo_rows(), "the demo dataset"
+    elif kind is DatasetKind.local:
+        rows, origin = _local_rows(cfg.path), f"dataset.path={cfg.path}"
+    else:
+        rows, origin = _hub_rows(cfg.repo_id, cfg.subset, cfg.split), f"dataset {cfg.repo_id} (split {cfg.split})"
+    return to_prompts(rows, columns, cfg.source, cfg.limit, origin)

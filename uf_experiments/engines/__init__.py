@@ -1,0 +1,1 @@
+"""Engines are the only code that talks to a model."""

@@ -1,0 +1,1 @@
+"""The UltraFeedback judge: prompts built from package templates, parsing that never guesses."""

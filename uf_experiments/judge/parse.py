@@ -1,0 +1,150 @@
+"""Turn a judge reply into exactly one rating per text, or a parse failure with its reason. Never guesses.
+
+A reply is accepted only when every text 1..n has exactly one section, each section has exactly one
+in-range rating (or "N/A" where the aspect allows it), and no section is labelled outside 1..n. Ratings are
+bound to the section's own label, so a section out of order is still read correctly, and text quoted from a
+completion inside a rationale cannot move a rating onto another text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from uf_experiments.records import Rating
+
+
+@dataclass(frozen=True)
+class Parsed:
+    ratings: tuple[Rating, ...] | None  # one per text, in text order; None on failure
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ratings is not None
+
+
+def _fail(reason: str) -> Parsed:
+    return Parsed(None, reason)
+
+
+def _rating_value(raw: Any, aspect: Any, label: str) -> tuple[int | None, str | None]:
+    """(rating, error). N/A -> (None, None) when allowed."""
+    if isinstance(raw, str) and raw.strip().upper() in {"N/A", "NA"}:
+        return (None, None) if aspect.allow_na else (None, f"{label}: N/A is not allowed for {aspect.name}")
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        return None, f"{label}: rating {raw!r} is not an integer"
+    if not aspect.min_rating <= raw <= aspect.max_rating:
+        return None, f"{label}: rating {raw} outside {aspect.min_rating}-{aspect.max_rating}"
+    return raw, None
+
+
+def _strip_fences(text: str) -> str:
+    m = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    return m.group(1) if m else text
+
+
+def parse_json(reply: str, n: int, aspect: Any) -> Parsed:
+    """JSON mode: an object with keys text_1..text_n (extra prose around a fenced block is tolerated)."""
+    body = _strip_fences(reply).strip()
+    if not body.startswith("{"):
+        start, end = body.find("{"), body.rfind("}")
+        body = body[start : end + 1] if 0 <= start < end else body
+    try:
+        data = json.loads(body, strict=False)  # strict=False: tolerate control characters inside strings
+    except json.JSONDecodeError as exc:
+        return _fail(f"invalid JSON: {exc.msg} at char {exc.pos}")
+    if not isinstance(data, dict):
+        return _fail("JSON reply is not an object")
+    expected = {f"text_{k}" for k in range(1, n + 1)}
+    if set(data) != expected:
+        missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
+        return _fail(f"JSON keys wrong (missing {missing}, unexpected {extra})")
+    out = []
+    for k in range(1, n + 1):
+        item = data[f"text_{k}"]
+        if not isinstance(item, dict) or "rating" not in item:
+            return _fail(f"text {k}: no rating")
+        value, err = _rating_value(item["rating"], aspect, f"text {k}")
+        if err:
+            return _fail(err)
+        types: tuple[int, ...] = ()
+        if aspect.has_types:
+            raw_types = item.get("types") or []
+            if not isinstance(raw_types, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw_types):
+                return _fail(f"text {k}: types {raw_types!r} is not a list of integers")
+            types = tuple(raw_types)
+        out.append(Rating(aspect.name, value, str(item.get("rationale", "")).strip(), types))
+    return Parsed(tuple(out))
+
+
+_HEADER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Output for Text[ \t]*(\d+)[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$", re.I | re.M)
+_RATING = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Rating\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
+_TYPE = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Type\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
+_RATIONALE = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Rationale\**[ \t]*:[ \t]*\**(.*)$", re.I | re.M)
+_VALUE = re.compile(r"^\**[ \t]*(N/A|\d+)(?:[ \t]*/[ \t]*(\d+))?\b", re.I)
+
+
+def _parse_section(body: str, k: int, aspect: Any) -> tuple[Rating | None, str | None]:
+    ratings = _RATING.findall(body)
+    if len(ratings) != 1:
+        return None, f"text {k}: {len(ratings)} rating lines (need exactly 1)"
+    m = _VALUE.match(ratings[0].strip())
+    if not m:
+        return None, f"text {k}: rating {ratings[0].strip()!r} is not a number"
+    if m.group(1).upper() == "N/A":
+        value, err = _rating_value("N/A", aspect, f"text {k}")
+    else:
+        if m.group(2) is not None and int(m.group(2)) != aspect.max_rating:
+            return None, f"text {k}: rating {m.group(0)!r} is not on the {aspect.min_rating}-{aspect.max_rating} scale"
+        value, err = _rating_value(int(m.group(1)), aspect, f"text {k}")
+    if err:
+        return None, err
+    types: tuple[int, ...] = ()
+    if aspect.has_types:
+        found = _TYPE.findall(body)
+        if len(found) != 1:
+            return None, f"text {k}: {len(found)} type lines (need exactly 1)"
+        raw = found[0].strip().strip("*").strip()
+        if raw.lower().strip("[]\"' .") != "none":
+            types = tuple(int(t) for t in re.findall(r"\b\d+\b", raw))
+    rationales = [r.strip() for r in _RATIONALE.findall(body)]
+    rating_pos = _RATING.search(body).end()  # type: ignore[union-attr]
+    after = _RATIONALE.search(body, rating_pos)
+    rationale = body[after.start() :].split(":", 1)[1].strip().strip("*").strip() if after else (rationales[-1] if rationales else "")
+    return Rating(aspect.name, value, rationale, types), None
+
+
+def parse_text(reply: str, n: int, aspect: Any) -> Parsed:
+    """The paper's text format: ``#### Output for Text k`` sections with ``Rating:`` / ``Rationale:`` lines."""
+    text = reply.replace("\r\n", "\n").replace("\r", "\n")
+    headers = list(_HEADER.finditer(text))
+    if not headers:
+        return _fail("no 'Output for Text k' sections")
+    sections: dict[int, str] = {}
+    for i, h in enumerate(headers):
+        k = int(h.group(1))
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        if k in sections:
+            return _fail(f"text {k}: duplicated section")
+        if not 1 <= k <= n:
+            return _fail(f"section for text {k}, but only {n} texts were shown")
+        sections[k] = text[h.end() : end]
+    missing = [k for k in range(1, n + 1) if k not in sections]
+    if missing:
+        return _fail(f"missing sections for texts {missing}")
+    out = []
+    for k in range(1, n + 1):
+        rating, err = _parse_section(sections[k], k, aspect)
+        if err:
+            return _fail(err)
+        out.append(rating)
+    return Parsed(tuple(out))  # type: ignore[arg-type]
+
+
+def parse_reply(reply: str | None, n: int, aspect: Any, output: str) -> Parsed:
+    if reply is None:
+        return _fail("no reply")
+    return parse_json(reply, n, aspect) if output == "json" else parse_text(reply, n, aspect)
