@@ -192,6 +192,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{where}.engine needs a _target_ (an engine class, see conf/model/)")
         if model.path is None and model.tiny is None:
             raise ConfigError(f"{where} needs a path (hub id, local dir or API model name) or a tiny spec")
+        problem = _engine_problem(model.engine)
+        if problem:
+            raise ConfigError(f"{where} ({model.name}): {problem}")
     if cfg.output.push_to_hub:
         from huggingface_hub import get_token
 
@@ -199,6 +202,18 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: set HF_TOKEN or run `hf auth login`"
             )
+
+
+def _engine_problem(engine: Any) -> str | None:
+    """Ask the engine class (``check_config``, when it has one) whether it can start, e.g. that its key is set."""
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(engine["_target_"])
+    except Exception as exc:  # noqa: BLE001 - reported as a config error
+        return f"engine {engine['_target_']} cannot be imported ({exc})"
+    check = getattr(cls, "check_config", None)
+    return check(engine) if check else None
 
 
 def resolve_model_path(model: DictConfig | ModelConfig) -> str:

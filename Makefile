@@ -1,0 +1,30 @@
+# The two commands of the README:
+#   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
+#   make test   set up .venv and run the test suite
+# Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
+#        TORCH_INDEX_URL= (empty: don't try PyTorch's CPU wheel index), VENV=.venv, PYTHON=python3
+VENV ?= .venv
+PYTHON ?= python3
+ARGS ?=
+PYTEST_ARGS ?=
+export TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+# The demo and the tests never need the Hugging Face hub (tiny models are built locally); without these a hub
+# call would retry for ~23 s before failing on a machine with no network.
+OFFLINE = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: pyproject.toml scripts/setup_env.sh
+	PYTHON=$(PYTHON) scripts/setup_env.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(OFFLINE) $(VENV)/bin/uf-experiments $(ARGS)
+
+test: install
+	$(OFFLINE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,47 @@
+"""Shared test setup: offline environment, a session-wide cache for tiny models, and config composition.
+
+The environment is set at import time, before any test module imports datasets / transformers / wandb, so no
+test ever waits on the Hugging Face hub (a hub call retries for ~23 s on a machine with no network).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+# Tiny models are built once and reused across test runs (outputs/ is git-ignored).
+os.environ.setdefault("UF_EXPERIMENTS_CACHE", str(REPO / "outputs" / ".test-cache"))
+
+from hydra import compose as _hydra_compose  # noqa: E402  (after the environment is set)
+from hydra import initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from uf_experiments.config import register_configs  # noqa: E402
+
+Compose = Callable[..., DictConfig]
+
+
+def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides``, as the command line would (without running anything).
+
+    ``return_hydra_config=True`` adds the ``hydra`` node (``hydra.runtime.choices`` etc.).
+    """
+    register_configs()  # the schema `config_schema` in ConfigStore; idempotent
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return _hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+@pytest.fixture
+def compose() -> Compose:
+    """``compose(["pool.size=2", ...]) -> DictConfig``: the composed run config."""
+    return compose_config

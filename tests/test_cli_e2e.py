@@ -1,0 +1,121 @@
+"""The console entry point end to end on a few demo prompts: real vLLM engines, real files, W&B offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+REPO = Path(__file__).resolve().parents[1]
+TINY_ROSTER = ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "sk-test-secret-do-not-log-1234567890"}
+    env.pop("WANDB_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "uf_experiments", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("e2e") / "run"
+    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.run.dir={run_dir}", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_rated_rows(demo_run):
+    df = pd.read_parquet(demo_run / "rated.parquet")
+    assert len(df) == 6
+    assert df.prompt_id.is_unique
+    expected_cols = {"prompt_id", "source", "instruction", "principles", "generations", "generation_models", "ratings",
+                     "rationales", "judge_model", "judge_order", "parse_status", "judge_raw"}
+    assert expected_cols <= set(df.columns)
+    for _, row in df.iterrows():
+        models = list(row.generation_models)
+        assert len(models) == 2 and len(set(models)) == 2
+        assert set(models) <= set(TINY_ROSTER[:3])  # pool.size=3: only the first three models
+        assert all(isinstance(g, str) for g in row.generations)
+        ratings = list(row.ratings["overall_rating"])
+        assert len(ratings) == 2
+        if row.parse_status["overall_rating"] == "ok":
+            assert all(r in range(1, 6) for r in ratings)
+            assert sorted(row.judge_order["overall_rating"]) == [0, 1]
+        else:
+            assert all(r is None for r in ratings)  # a failure is never a 0
+        assert row.judge_model == "tiny_judge"
+
+
+def test_pairs_and_summary_agree(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    prefs = pd.read_parquet(demo_run / "preferences.parquet")
+    rated = pd.read_parquet(demo_run / "rated.parquet")
+    counts = summary["counts"]
+    assert counts["prompts"] == 6 and counts["rated_rows"] == 6 and counts["completions"] == 12
+    assert counts["pairs"] == len(prefs) >= 1
+    ok_rows = sum(s["overall_rating"] == "ok" for s in rated.parse_status)
+    assert counts["judged"] == ok_rows and counts["parse_failures"] == 6 - ok_rows
+    assert counts["pairs"] + counts["ties_dropped"] + counts["skipped_unscored"] == 6
+    assert summary["metrics"]["parse_failure_rate"] == pytest.approx((6 - ok_rows) / 6, abs=1e-4)
+    assert summary["generation"]["requests"] == 12
+    assert summary["generation"]["completion_tokens"] > 0 and summary["judge"]["prompt_tokens"] > 0
+    assert set(summary["generation"]["by_model"]) <= set(TINY_ROSTER[:3])
+    for _, p in prefs.iterrows():
+        assert p.score_chosen > p.score_rejected  # binarize.ties=drop by default
+        assert p.prompt[0]["role"] == "user" and p.chosen[0]["role"] == "assistant"
+        src = rated[rated.prompt_id == p.prompt_id].iloc[0]
+        assert p.chosen[0]["content"] in list(src.generations)
+        assert p.rejected[0]["content"] in list(src.generations)
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(demo_run / "preferences")).num_rows == len(prefs)
+
+
+def test_wandb_offline_run_and_no_secret(demo_run):
+    runs = list((demo_run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    tables = list((demo_run / "wandb").glob("offline-run-*/files/media/table/rated_*.table.json"))
+    assert len(tables) == 1
+    table = json.loads(tables[0].read_text())
+    assert len(table["data"]) == 12  # one row per completion
+    assert "completion" in table["columns"] and "rating_overall_rating" in table["columns"]
+    assert (demo_run / ".hydra" / "overrides.yaml").read_text().count("pool.size=3") == 1
+    for path in demo_run.rglob("*"):
+        if path.is_file():
+            assert b"sk-test-secret-do-not-log" not in path.read_bytes(), path
+
+
+def test_reproducible_with_same_seed(demo_run, tmp_path):
+    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", "tracking=none",
+                   f"hydra.run.dir={tmp_path}", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = pd.read_parquet(demo_run / "rated.parquet")
+    b = pd.read_parquet(tmp_path / "rated.parquet")
+    assert a.generations.map(list).tolist() == b.generations.map(list).tolist()
+    assert a.generation_models.map(list).tolist() == b.generation_models.map(list).tolist()
+    assert not (tmp_path / "wandb").exists()  # tracking=none
+
+
+def test_multirun_sweep_has_one_dir_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "pool.size=2,4", "sampling.n=2", "dataset.limit=3", "tracking=none",
+                   f"hydra.sweep.dir={sweep}", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [j.name for j in jobs] == [
+        "0_dataset.limit=3,pool.size=2,sampling.n=2,tracking=none",
+        "1_dataset.limit=3,pool.size=4,sampling.n=2,tracking=none",
+    ]
+    for job, size in zip(jobs, (2, 4)):
+        df = pd.read_parquet(job / "rated.parquet")
+        assert len(df) == 3
+        used = {m for ms in df.generation_models for m in ms}
+        assert used <= set(TINY_ROSTER[:size])
+        assert json.loads((job / "summary.json").read_text())["counts"]["prompts"] == 3

@@ -1,0 +1,261 @@
+"""uf_experiments.config and conf/: every YAML composes and validates, the schema rejects bad overrides at
+compose time with the key named, validate() rejects cross-field mistakes before anything is loaded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from uf_experiments.config import ConfigError, ModelConfig, validate
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = REPO / "conf"
+TEMPLATES = REPO / "uf_experiments" / "judge" / "templates"
+
+# Config groups selected directly; model/ files are reached through a pool or judge, hydra/ is Hydra's own.
+INDIRECT_GROUPS = {"model", "hydra"}
+GROUP_OPTIONS = sorted(
+    (path.parent.name, path.stem)
+    for path in CONF_DIR.glob("*/*.yaml")
+    if path.parent.name not in INDIRECT_GROUPS
+)
+MODEL_FILES = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
+# Options with `???` keys the user must give.
+REQUIRED_OVERRIDES = {
+    ("dataset", "hub"): ["dataset.repo_id=a/b"],
+    ("dataset", "local"): ["dataset.path=/tmp/x.jsonl"],
+}
+# Groups whose files name themselves: the option's stem is the value of this key.
+NAME_KEYS = {"dataset": "dataset.name", "pool": "pool.name", "experiment": "experiment"}
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API engines refuse to validate without OPENAI_API_KEY; any value will do (nothing is called)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+
+
+def test_conf_has_the_expected_groups():
+    # Guards the glob below: if the layout moved, the parametrized tests would silently test nothing.
+    groups = {group for group, _ in GROUP_OPTIONS}
+    assert {"dataset", "pool", "judge", "tracking", "experiment", "sampling", "aspect"} <= groups
+    assert len(MODEL_FILES) >= 13
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}/{o}" for g, o in GROUP_OPTIONS])
+def test_every_group_option_composes_and_validates(compose, api_key, group, option):
+    selection = f"{group}=[{option}]" if group == "aspect" else f"{group}={option}"
+    cfg = compose([selection, *REQUIRED_OVERRIDES.get((group, option), [])], return_hydra_config=True)
+
+    if group == "aspect":
+        assert list(cfg.aspect) == [option]
+        assert cfg.aspect[option].name == option
+        assert (TEMPLATES / cfg.aspect[option].template).is_file()
+    else:
+        assert cfg.hydra.runtime.choices[group] == option
+    if group in NAME_KEYS:
+        assert OmegaConf.select(cfg, NAME_KEYS[group]) == option
+    for given in REQUIRED_OVERRIDES.get((group, option), []):
+        key, value = given.split("=", 1)
+        assert OmegaConf.select(cfg, key) == value
+    if not cfg.output.push_to_hub:  # validate() on push_to_hub asks for a HF token: not tested here
+        validate(cfg)
+
+
+@pytest.mark.parametrize("stem", MODEL_FILES)
+def test_every_model_file_composes_as_the_judge_model_and_validates(compose, api_key, stem):
+    raw = OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml")
+    cfg = compose(["judge=tiny", f"model@judge.model={stem}"])
+
+    assert cfg.judge.model.name == raw.name
+    assert cfg.judge.model.engine._target_ == raw.engine._target_
+    validate(cfg)
+
+    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), raw)  # the schema accepts the file on its own
+    assert (model.path is None) != (model.tiny is None), "a model has either a path or a tiny spec"
+    assert isinstance(get_class(model.engine._target_), type)
+
+
+def test_default_config_is_the_offline_demo(compose):
+    cfg = compose([])
+    validate(cfg)
+    assert cfg.experiment == "demo"
+    assert cfg.seed == 42
+    assert cfg.dataset.name == "demo"
+    assert cfg.pool.name == "tiny"
+    assert list(cfg.pool.models) == ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
+    assert cfg.pool.size == 4
+    assert cfg.sampling.n == 2
+    assert cfg.sampling.max_new_tokens == 48
+    assert cfg.judge.model.name == "tiny_judge"
+    assert cfg.judge.output.value == "json"
+    assert list(cfg.aspect) == ["overall_rating"]
+    assert cfg.tracking.backend.value == "wandb"
+    assert cfg.binarize.recipe.value == "h4"
+
+
+def test_seed_replication_experiment(compose, api_key):
+    cfg = compose(["experiment=seed_replication"])
+    validate(cfg)
+
+    paths = [m.path for m in cfg.pool.models.values()]
+    assert len(paths) == 6
+    assert len(set(paths)) == 6
+    assert cfg.pool.size == 6
+    assert cfg.sampling.n == 3
+    assert cfg.sampling.max_new_tokens == 512
+    assert cfg.sampling.temperature == 0.7
+    assert cfg.judge.model.path == "gpt-4-turbo-2024-04-09"
+    assert list(cfg.aspect) == ["overall_rating"]
+    assert cfg.dataset.repo_id == "HuggingFaceH4/instruction-dataset"
+    for model in [*cfg.pool.models.values(), cfg.judge.model]:
+        assert isinstance(get_class(model.engine._target_), type), model.name
+
+
+def case(overrides: list[str], *rest: object) -> object:
+    """A table row whose test id is its overrides ("sampling.n=5 pool.size=4")."""
+    return pytest.param(overrides, *rest, id=" ".join(overrides))
+
+
+def _message(exc: BaseException) -> str:
+    """Hydra wraps the schema's error; the key is named in the wrapped (cause) message."""
+    parts = []
+    while exc is not None:
+        parts.append(str(exc))
+        exc = exc.__cause__
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "needles"),
+    [
+        case(["pool.size=abc"], ConfigCompositionException, ["pool.size", "abc"]),
+        case(["sampling.n=abc"], ConfigCompositionException, ["sampling.n", "abc"]),
+        case(["seed=x"], ConfigCompositionException, ["seed", "'x'"]),
+        case(["dataset.limit=ten"], ConfigCompositionException, ["dataset.limit", "ten"]),
+        case(["judge.output=yaml"], ConfigCompositionException, ["judge.output", "yaml", "json", "text"]),
+        case(["binarize.recipe=nope"], ConfigCompositionException, ["binarize.recipe", "nope", "h4"]),
+        case(["tracking.backend=mlflow"], ConfigCompositionException, ["tracking.backend", "mlflow"]),
+        case(["pool=nope"], MissingConfigException, ["'pool/nope'", "Available options in 'pool'", "tiny"]),
+        case(["judge=nope"], MissingConfigException, ["'judge/nope'", "Available options in 'judge'", "gpt-4o"]),
+        case(["pool.sizee=3"], ConfigCompositionException, ["pool.sizee"]),
+    ],
+)
+def test_schema_rejects_at_compose_time(compose, overrides, error, needles):
+    with pytest.raises(error) as info:
+        compose(overrides)
+    message = _message(info.value)
+    for needle in needles:
+        assert needle in message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        case(["sampling.n=0"], ["sampling.n=0"]),
+        case(["sampling.n=5", "pool.size=4"], ["sampling.n=5", "pool.size=4"]),
+        case(["pool.size=0"], ["pool.size=0"]),
+        case(["pool.size=7"], ["pool.size=7", "between 1 and 6"]),
+        case(["dataset.limit=0"], ["dataset.limit=0"]),
+        case(["dataset.limit=-3"], ["dataset.limit=-3"]),
+        case(["aspect=[overall_rating]", "binarize.score=honesty"], ["binarize.score=honesty", "overall_rating"]),
+        case(["judge.max_parse_retries=-1"], ["judge.max_parse_retries=-1"]),
+        case(["dataset=hub"], ["dataset.repo_id"]),
+        case(["dataset=local"], ["dataset.path"]),
+    ],
+)
+def test_validate_rejects_with_a_one_line_message_naming_the_key(compose, overrides, needles):
+    cfg = compose(overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+def test_validate_rejects_an_api_judge_without_a_key(compose, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cfg = compose(["judge=gpt-4o"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "judge.model" in message
+    assert "OPENAI_API_KEY" in message
+
+
+def test_validate_accepts_the_edges(compose):
+    validate(compose(["pool.size=6", "sampling.n=6"]))
+    validate(compose(["pool.size=1", "sampling.n=1"]))
+    validate(compose(["dataset.limit=1"]))
+    validate(compose(["aspect=[overall_rating,honesty]", "binarize.score=honesty"]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        case(["seed=7"], {"seed": 7}),
+        case(["dataset.limit=10"], {"dataset.limit": 10}),
+        case(["pool.size=6"], {"pool.size": 6}),  # over experiment/demo.yaml's pool.size: 4
+        case(["sampling.n=3"], {"sampling.n": 3}),  # over experiment/demo.yaml's sampling.n: 2
+        case(
+            ["seed=0", "dataset.limit=3", "pool.size=2", "sampling.n=1"],
+            {"seed": 0, "dataset.limit": 3, "pool.size": 2, "sampling.n": 1},
+        ),
+        case(
+            ["experiment=seed_replication", "pool.size=4", "sampling.n=2"],
+            {"pool.size": 4, "sampling.n": 2, "sampling.max_new_tokens": 512, "experiment": "seed_replication"},
+        ),
+    ],
+)
+def test_overrides_land_in_the_composed_config(compose, overrides, expected):
+    cfg = compose(overrides)
+    for key, value in expected.items():
+        got = OmegaConf.select(cfg, key)
+        assert got == value, key
+        assert type(got) is type(value), key
+
+
+def _run_cli(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": ""}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "uf_experiments", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )
+    return proc, time.perf_counter() - t0
+
+
+def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, elapsed = _run_cli(["sampling.n=5", "pool.size=4", "tracking=none", f"hydra.run.dir={run_dir}"], tmp_path)
+
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "sampling.n" in line]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: sampling.n=5 "), proc.stderr
+    assert "pool.size=4" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "rated.parquet").exists()
+    assert not (run_dir / "preferences.parquet").exists()
+    assert not (run_dir / "summary.json").exists()
+    assert not (run_dir / "wandb").exists()
+    assert elapsed < 30, f"took {elapsed:.1f}s: something was loaded before validation"
+
+
+def test_cli_rejects_a_wrong_type_naming_the_key(tmp_path):
+    proc, _ = _run_cli(["pool.size=abc", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+
+    assert proc.returncode != 0
+    assert "pool.size" in proc.stderr
+    assert "abc" in proc.stderr
+    assert "Traceback" not in proc.stderr
