@@ -39,6 +39,15 @@ def _stable_id(source: str, instruction: str) -> str:
     return hashlib.sha256(f"{source}\n{instruction}".encode()).hexdigest()[:16]
 
 
+def _id_text(value: Any) -> str | None:
+    """An id cell as text: None/empty/NaN -> None; 3.0 (a pandas int column with a gap) -> "3"; 0 stays "0"."""
+    if value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def to_prompts(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str], default_source: str | None,
                limit: int | None, origin: str) -> LoadReport:
     """Map raw rows to Prompts with the rules in the module docstring. ``origin`` names the data in errors."""
@@ -62,9 +71,9 @@ def to_prompts(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str], de
             continue
         seen.add(instruction)
         source = row.get(columns.get("source", "source")) or default_source or "unknown"
-        pid = row.get(columns.get("prompt_id", "prompt_id")) or _stable_id(str(source), instruction)
+        pid = _id_text(row.get(columns.get("prompt_id", "prompt_id"))) or _stable_id(str(source), instruction)
         extras = {name: row[columns.get(name, name)] for name in EXTRA_COLUMNS if row.get(columns.get(name, name)) is not None}
-        report.prompts.append(Prompt(str(pid), str(source), instruction, extras))
+        report.prompts.append(Prompt(pid, str(source), instruction, extras))
         if limit is not None and len(report.prompts) >= limit:
             break
     if report.rows == 0:
