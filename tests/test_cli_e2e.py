@@ -8,12 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 REPO = Path(__file__).resolve().parents[1]
 TINY_ROSTER = ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
+ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  # the demo's, in JSON mode
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -31,25 +34,34 @@ def demo_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def read_rows(path: Path) -> list[dict]:
+    """Rows as plain Python values (pyarrow keeps nulls as None; pandas would turn them into NaN)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def test_rated_rows(demo_run):
-    df = pd.read_parquet(demo_run / "rated.parquet")
-    assert len(df) == 6
-    assert df.prompt_id.is_unique
+    rows = read_rows(demo_run / "rated.parquet")
+    assert len(rows) == 6
+    assert len({r["prompt_id"] for r in rows}) == 6
     expected_cols = {"prompt_id", "source", "instruction", "principles", "generations", "generation_models", "ratings",
                      "rationales", "judge_model", "judge_order", "parse_status", "judge_raw"}
-    assert expected_cols <= set(df.columns)
-    for _, row in df.iterrows():
+    assert expected_cols <= set(rows[0])
+    for row in (SimpleNamespace(**r) for r in rows):
         models = list(row.generation_models)
         assert len(models) == 2 and len(set(models)) == 2
         assert set(models) <= set(TINY_ROSTER[:3])  # pool.size=3: only the first three models
         assert all(isinstance(g, str) for g in row.generations)
-        ratings = list(row.ratings["overall_rating"])
-        assert len(ratings) == 2
-        if row.parse_status["overall_rating"] == "ok":
-            assert all(r in range(1, 6) for r in ratings)
-            assert sorted(row.judge_order["overall_rating"]) == [0, 1]
-        else:
-            assert all(r is None for r in ratings)  # a failure is never a 0
+        assert list(row.ratings) == ASPECTS
+        for a in ASPECTS:
+            ratings = list(row.ratings[a])
+            assert len(ratings) == 2
+            assert sorted(row.judge_order[a]) == [0, 1]
+            if row.parse_status[a] == "ok":
+                assert all(r in range(1, 6) or (a == "honesty" and r is None) for r in ratings)
+            else:
+                assert all(r is None for r in ratings)  # a failure is never a 0
         assert row.judge_model == "tiny_judge"
 
 
@@ -60,10 +72,14 @@ def test_pairs_and_summary_agree(demo_run):
     counts = summary["counts"]
     assert counts["prompts"] == 6 and counts["rated_rows"] == 6 and counts["completions"] == 12
     assert counts["pairs"] == len(prefs) >= 1
-    ok_rows = sum(s["overall_rating"] == "ok" for s in rated.parse_status)
-    assert counts["judged"] == ok_rows and counts["parse_failures"] == 6 - ok_rows
+    ok = sum(s[a] == "ok" for s in rated.parse_status for a in ASPECTS)
+    assert counts["judge_items"] == 24 and counts["judged"] == ok and counts["parse_failures"] == 24 - ok
     assert counts["pairs"] + counts["ties_dropped"] + counts["skipped_unscored"] == 6
-    assert summary["metrics"]["parse_failure_rate"] == pytest.approx((6 - ok_rows) / 6, abs=1e-4)
+    assert summary["metrics"]["parse_failure_rate"] == pytest.approx((24 - ok) / 24, abs=1e-4)
+    by_aspect = summary["metrics"]["parse_failure_rate_by_aspect"]
+    assert list(by_aspect) == ASPECTS
+    for a in ASPECTS:
+        assert by_aspect[a] == pytest.approx(sum(s[a] != "ok" for s in rated.parse_status) / 6, abs=1e-4)
     assert summary["generation"]["requests"] == 12
     assert summary["generation"]["completion_tokens"] > 0 and summary["judge"]["prompt_tokens"] > 0
     assert set(summary["generation"]["by_model"]) <= set(TINY_ROSTER[:3])
@@ -85,7 +101,7 @@ def test_wandb_offline_run_and_no_secret(demo_run):
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
     assert len(table["data"]) == 12  # one row per completion
-    assert "completion" in table["columns"] and "rating_overall_rating" in table["columns"]
+    assert "completion" in table["columns"] and all(f"rating_{a}" in table["columns"] for a in ASPECTS)
     assert (demo_run / ".hydra" / "overrides.yaml").read_text().count("pool.size=3") == 1
     for path in demo_run.rglob("*"):
         if path.is_file():

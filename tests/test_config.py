@@ -97,7 +97,7 @@ def test_default_config_is_the_offline_demo(compose):
     assert cfg.sampling.max_new_tokens == 48
     assert cfg.judge.model.name == "tiny_judge"
     assert cfg.judge.output.value == "json"
-    assert list(cfg.aspect) == ["overall_rating"]
+    assert list(cfg.aspect) == ["instruction_following", "honesty", "truthfulness", "helpfulness"]
     assert cfg.tracking.backend.value == "wandb"
     assert cfg.binarize.recipe.value == "h4"
 

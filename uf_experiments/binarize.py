@@ -7,8 +7,9 @@ Recipes (``binarize.recipe``):
   completion with a strictly lower score; a row whose completions all tie gives no pair.
 - ``best_worst``: chosen = best, rejected = worst; equal scores are a tie (``binarize.ties``).
 
-The score of a completion is ``binarize.score`` (one aspect) or the mean of the aspects that rated it
-(``mean_aspects`` always uses the mean). A completion with no score (parse failure, N/A) never takes part and is
+The score of a completion is ``binarize.score`` (one aspect) or the mean of the side-by-side aspects that rated
+it (``mean_aspects`` always uses the mean; the 1-10 ``critique`` score is used only when named, never averaged
+with the 1-5 aspects). A completion with no score (parse failure, N/A) never takes part and is
 never counted as 0; a row with fewer than two scored completions is skipped and counted.
 """
 
@@ -31,24 +32,29 @@ class BinarizeReport:
     skipped_unscored: int = 0  # rows with fewer than two scored completions
 
 
-def completion_scores(ratings: Mapping[str, Sequence[int | None]], n: int, score: str | None) -> list[float | None]:
-    """One score per completion: the named aspect's rating, or the mean of the aspects that rated it."""
+def completion_scores(ratings: Mapping[str, Sequence[float | None]], n: int, score: str | None,
+                      mean_over: Sequence[str] | None = None) -> list[float | None]:
+    """One score per completion: the named aspect's rating, or the mean of the ``mean_over`` aspects (default:
+    all) that rated it."""
     if score is not None:
         values = ratings.get(score) or [None] * n
         return [None if v is None else float(v) for v in values]
+    names = list(ratings) if mean_over is None else [a for a in mean_over if a in ratings]
     out: list[float | None] = []
     for i in range(n):
-        got = [r[i] for r in ratings.values() if r is not None and r[i] is not None]
+        got = [ratings[a][i] for a in names if ratings[a] is not None and ratings[a][i] is not None]
         out.append(mean(got) if got else None)
     return out
 
 
-def binarize(rows: Sequence[Mapping[str, Any]], recipe: str, score: str | None, ties: str, seed: int) -> BinarizeReport:
-    """``rows`` carry prompt_id, instruction, generations, generation_models and ratings (aspect -> list)."""
+def binarize(rows: Sequence[Mapping[str, Any]], recipe: str, score: str | None, ties: str, seed: int,
+             mean_over: Sequence[str] | None = None) -> BinarizeReport:
+    """``rows`` carry prompt_id, instruction, generations, generation_models and ratings (aspect -> list);
+    ``mean_over`` names the aspects a mean score averages (default: all of them)."""
     report = BinarizeReport()
     for row in rows:
         n = len(row["generations"])
-        scores = completion_scores(row["ratings"], n, None if recipe == "mean_aspects" else score)
+        scores = completion_scores(row["ratings"], n, None if recipe == "mean_aspects" else score, mean_over)
         scored = [i for i in range(n) if scores[i] is not None]
         if len(scored) < 2:
             report.skipped_unscored += 1

@@ -31,6 +31,11 @@ class JudgeOutput(Enum):
     text = "text"
 
 
+class SwapCombine(Enum):
+    first = "first"
+    mean = "mean"
+
+
 class Recipe(Enum):
     h4 = "h4"
     mean_aspects = "mean_aspects"
@@ -97,6 +102,8 @@ class AspectConfig:
     max_rating: int = 5
     allow_na: bool = False  # honesty: "N/A" is a valid answer (stored as no rating)
     has_types: bool = False  # truthfulness / helpfulness: a `Type:` list before the rating
+    per_completion: bool = False  # critique: one request per completion, judged alone (no side-by-side)
+    system: str = "system.md"  # the system prompt template
 
 
 @dataclass
@@ -108,6 +115,8 @@ class JudgeConfig:
     max_new_tokens: int = 1024
     max_parse_retries: int = 2  # re-ask a (prompt, aspect) whose reply did not parse, then count it
     rationale_max_chars: int | None = None  # JSON mode: cap each rationale in the schema (keeps tiny judges short)
+    swap: bool = False  # judge side-by-side aspects again in the reversed order; report the flip rate
+    swap_combine: SwapCombine = SwapCombine.first  # first: keep the first order's ratings; mean: average both orders
 
 
 @dataclass

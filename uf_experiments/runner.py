@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,10 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.binarize import binarize, completion_scores, pair_to_record
 from uf_experiments.config import build_engine, validate
 from uf_experiments.data import load_prompts
-from uf_experiments.judge.parse import parse_reply
-from uf_experiments.judge.prompts import judge_messages, response_schema
+from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate
 from uf_experiments.pool import generation_seed, sample_models
-from uf_experiments.records import Completion, Prompt, Rating, Request, Usage
+from uf_experiments.records import Completion, Prompt, Request, Usage
 from uf_experiments.tracking import start_tracker
 
 log = logging.getLogger(__name__)
@@ -147,68 +145,14 @@ def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats) ->
 # ---------------------------------------------------------------- judge
 
 
-@dataclass
-class JudgeItem:
-    prompt: Prompt
-    aspect: str
-    texts: list[str]  # completions in generation order
-    order: list[int]  # order[j] = index of the completion shown as text j+1
-    ratings: list[Rating] | None = None  # in generation order, once parsed
-    attempts: int = 0
-    errors: list[str] = field(default_factory=list)
-    raw: str | None = None
-
-
-def shuffled_order(seed: int, prompt_id: str, aspect: str, n: int) -> list[int]:
-    order = list(range(n))
-    random.Random(f"order:{seed}:{prompt_id}:{aspect}").shuffle(order)
-    return order
-
-
-def judge_request(cfg: DictConfig, item: JudgeItem) -> Request:
-    aspect = cfg.aspect[item.aspect]
-    output = _enum(cfg.judge.output)
-    shown = [item.texts[i] for i in item.order]
-    return Request(
-        model=cfg.judge.model.name,
-        messages=judge_messages(aspect, item.prompt, shown, output),
-        max_tokens=cfg.judge.max_new_tokens,
-        temperature=cfg.judge.temperature,
-        top_p=cfg.judge.top_p,
-        seed=random.Random(f"judge:{cfg.seed}:{item.prompt.prompt_id}:{item.aspect}:{item.attempts}").getrandbits(31),
-        response_format=response_schema(aspect, len(shown), cfg.judge.rationale_max_chars) if output == "json" else None,
-        tag=f"{item.prompt.prompt_id}\t{item.aspect}",
-    )
-
-
 def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats) -> None:
-    """Rate every item; re-ask the ones that did not parse up to judge.max_parse_retries times."""
-    output = _enum(cfg.judge.output)
+    """Rate every item with the judge engine (loaded once, freed at the end), re-asking what did not parse."""
     bar = _progress("judge", len(items))
     start = time.perf_counter()
     engine = build_engine(cfg.judge.model)
     try:
-        pending = items
-        for _ in range(cfg.judge.max_parse_retries + 1):
-            if not pending:
-                break
-            requests = [judge_request(cfg, it) for it in pending]
-            completions = engine.generate(requests)
-            stats.record(completions)
-            still = []
-            for it, comp in zip(pending, completions, strict=True):
-                it.attempts += 1
-                it.raw = comp.text
-                parsed = parse_reply(comp.text, len(it.texts), cfg.aspect[it.aspect], output)
-                if parsed.ok:
-                    shown = parsed.ratings
-                    it.ratings = [shown[it.order.index(i)] for i in range(len(it.texts))]  # type: ignore[index]
-                    bar.update(1)
-                else:
-                    it.errors.append(comp.error or parsed.error or "unknown")
-                    still.append(it)
-            pending = still
-        bar.update(len(pending))
+        made = rate(items, engine.generate, cfg.judge, cfg.aspect, cfg.seed, on_done=bar.update)
+        stats.record(made)
     finally:
         engine.close()
         bar.close()
@@ -218,38 +162,41 @@ def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats) -> None:
 # ---------------------------------------------------------------- rows, metrics, files
 
 
-def build_rows(prompts: Sequence[Prompt], gen_requests: Sequence[Request], completions: dict[str, Completion],
-               items: dict[tuple[str, str], JudgeItem], aspects: Sequence[str], judge_model: str) -> list[dict[str, Any]]:
-    by_prompt: dict[str, list[Completion]] = defaultdict(list)
+def completions_by_prompt(gen_requests: Sequence[Request], completions: dict[str, Completion]) -> dict[str, list[Completion]]:
+    """The successful completions of each prompt, in generation order (a failed one is left out and counted)."""
+    out: dict[str, list[Completion]] = defaultdict(list)
     for r in gen_requests:
         c = completions[r.key]
         if c.text is not None:
-            by_prompt[r.tag].append(c)
+            out[r.tag].append(c)
+    return out
+
+
+def build_rows(prompts: Sequence[Prompt], comps: dict[str, list[Completion]], outcomes: dict[tuple[str, str], Outcome],
+               aspects: Sequence[str], judge_model: str) -> list[dict[str, Any]]:
     rows = []
     for p in prompts:
-        comps = by_prompt.get(p.prompt_id, [])
-        if not comps:
+        done = comps.get(p.prompt_id)
+        if not done:
             continue
         row: dict[str, Any] = {
             "prompt_id": p.prompt_id,
             "source": p.source,
             "instruction": p.instruction,
-            "principles": ["none"] * len(comps),
-            "generations": [c.text for c in comps],
-            "generation_models": [c.request.model for c in comps],
+            "principles": ["none"] * len(done),
+            "generations": [c.text for c in done],
+            "generation_models": [c.request.model for c in done],
             "judge_model": judge_model,
         }
-        ratings, rationales, order, status, raw, types = {}, {}, {}, {}, {}, {}
-        for a in aspects:
-            it = items[(p.prompt_id, a)]
-            ok = it.ratings is not None
-            ratings[a] = [r.rating for r in it.ratings] if ok else [None] * len(comps)
-            rationales[a] = [r.rationale for r in it.ratings] if ok else [None] * len(comps)
-            types[a] = [list(r.types) for r in it.ratings] if ok else [[] for _ in comps]
-            order[a] = it.order
-            status[a] = "ok" if ok else f"failed after {it.attempts} attempts: {it.errors[-1]}"
-            raw[a] = it.raw
-        row.update(ratings=ratings, rationales=rationales, types=types, judge_order=order, parse_status=status, judge_raw=raw)
+        got = {a: outcomes[(p.prompt_id, a)] for a in aspects}
+        row.update(
+            ratings={a: o.ratings for a, o in got.items()},
+            rationales={a: o.rationales for a, o in got.items()},
+            types={a: o.types for a, o in got.items()},
+            judge_order={a: o.order for a, o in got.items()},
+            parse_status={a: o.status for a, o in got.items()},
+            judge_raw={a: o.raw for a, o in got.items()},
+        )
         rows.append(row)
     return rows
 
@@ -264,13 +211,14 @@ def _pearson(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return round(sxy / (sxx * syy) ** 0.5, 4) if sxx and syy else None
 
 
-def judge_metrics(rows: Sequence[dict[str, Any]], aspects: Sequence[str], report: Any, score: str | None) -> dict[str, Any]:
+def judge_metrics(rows: Sequence[dict[str, Any]], aspects: Sequence[str], report: Any, score: str | None,
+                  mean_over: Sequence[str] | None = None) -> dict[str, Any]:
     n_items = len(rows) * len(aspects)
     failures = {a: sum(not r["parse_status"][a] == "ok" for r in rows) for a in aspects}
     per_model: dict[str, list[float]] = defaultdict(list)
     lengths, values = [], []
     for r in rows:
-        for i, (text, s) in enumerate(zip(r["generations"], completion_scores(r["ratings"], len(r["generations"]), score))):
+        for i, (text, s) in enumerate(zip(r["generations"], completion_scores(r["ratings"], len(r["generations"]), score, mean_over))):
             if s is not None:
                 per_model[r["generation_models"][i]].append(s)
                 lengths.append(float(len(text)))
@@ -291,6 +239,16 @@ def judge_metrics(rows: Sequence[dict[str, Any]], aspects: Sequence[str], report
         "chosen_by_model": dict(sorted(chosen.items())),
         "rejected_by_model": dict(sorted(rejected.items())),
     }
+
+
+def flip_rates(outcomes: dict[tuple[str, str], Outcome], aspects: Sequence[str]) -> dict[str, float | None]:
+    """Per aspect: flipped / compared completion pairs between the two presentation orders (judge.swap)."""
+    out = {}
+    for a in aspects:
+        flips = sum(o.flips for (_, asp), o in outcomes.items() if asp == a)
+        compared = sum(o.compared for (_, asp), o in outcomes.items() if asp == a)
+        out[a] = round(flips / compared, 4) if compared else None
+    return out
 
 
 def write_outputs(run_dir: Path, rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -356,22 +314,23 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
 
     judge_stats = StageStats()
     t = time.perf_counter()
-    by_prompt: dict[str, list[str]] = defaultdict(list)
-    for r in gen_requests:
-        if completions[r.key].text is not None:
-            by_prompt[r.tag].append(completions[r.key].text)  # type: ignore[arg-type]
-    items = {
-        (p.prompt_id, a): JudgeItem(p, a, by_prompt[p.prompt_id], shuffled_order(cfg.seed, p.prompt_id, a, len(by_prompt[p.prompt_id])))
-        for p in prompts
-        if by_prompt.get(p.prompt_id)
-        for a in aspects
-    }
-    judge(cfg, list(items.values()), judge_stats)
+    comps = completions_by_prompt(gen_requests, completions)
+    aspect_cfgs = cfg.aspect
+    items = [it for p in prompts if comps.get(p.prompt_id)
+             for it in make_items(p, [c.text for c in comps[p.prompt_id]], aspect_cfgs, cfg.seed, cfg.judge.swap)]
+    judge(cfg, items, judge_stats)
+    grouped: dict[tuple[str, str], list[JudgeItem]] = defaultdict(list)
+    for it in items:
+        grouped[(it.prompt.prompt_id, it.aspect)].append(it)
+    swap_combine = _enum(cfg.judge.swap_combine)
+    outcomes = {key: combine(its, len(comps[key[0]]), aspect_cfgs[key[1]].per_completion, swap_combine)
+                for key, its in grouped.items()}
     judge_stats.wall_s = wall["judge"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rows = build_rows(prompts, gen_requests, completions, items, aspects, cfg.judge.model.name)
-    report = binarize(rows, _enum(cfg.binarize.recipe), cfg.binarize.score, _enum(cfg.binarize.ties), cfg.seed)
+    rows = build_rows(prompts, comps, outcomes, aspects, cfg.judge.model.name)
+    mean_over = [a for a in aspects if not aspect_cfgs[a].per_completion] or aspects
+    report = binarize(rows, _enum(cfg.binarize.recipe), cfg.binarize.score, _enum(cfg.binarize.ties), cfg.seed, mean_over)
     pairs = [pair_to_record(p) for p in report.pairs]
     rated_ds, prefs_ds = write_outputs(run_dir, rows, pairs)
     wall["binarize_write"] = time.perf_counter() - t
@@ -380,7 +339,9 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
     generation = gen_stats.to_dict(models)
     judging = judge_stats.to_dict(models)
     total_usd = round(generation["cost_usd"] + judging["cost_usd"], 6)
-    metrics = judge_metrics(rows, aspects, report, cfg.binarize.score)
+    metrics = judge_metrics(rows, aspects, report, cfg.binarize.score, mean_over)
+    if cfg.judge.swap:
+        metrics["flip_rate_by_aspect"] = flip_rates(outcomes, aspects)
     metrics["usd_per_pair"] = round(total_usd / len(pairs), 6) if pairs else None
     wall["total"] = time.perf_counter() - t0
     summary: dict[str, Any] = {
@@ -394,9 +355,9 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
             "completions": sum(c.text is not None for c in completions.values()),
             "generation_failures": sum(c.text is None for c in completions.values()),
             "rated_rows": len(rows),
-            "judge_items": len(items),
-            "judged": sum(it.ratings is not None for it in items.values()),
-            "parse_failures": sum(it.ratings is None for it in items.values()),
+            "judge_items": len(outcomes),
+            "judged": sum(o.ok for o in outcomes.values()),
+            "parse_failures": sum(not o.ok for o in outcomes.values()),
             "judge_requests": judging["requests"],
             "pairs": len(pairs),
             "ties": report.ties,

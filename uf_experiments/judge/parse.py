@@ -144,7 +144,46 @@ def parse_text(reply: str, n: int, aspect: Any) -> Parsed:
     return Parsed(tuple(out))  # type: ignore[arg-type]
 
 
+_SCORE = re.compile(r"^[ \t]*\**[ \t]*Overall Score\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
+_FEEDBACK = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Feedback\**[ \t]*:?[ \t]*\**[ \t]*$", re.I | re.M)
+
+
+def parse_critique_text(reply: str, aspect: Any) -> Parsed:
+    """The paper's critique format: feedback, then exactly one ``Overall Score: N`` line (N or N/10)."""
+    text = reply.replace("\r\n", "\n").replace("\r", "\n")
+    scores = list(_SCORE.finditer(text))
+    if len(scores) != 1:
+        return _fail(f"{len(scores)} 'Overall Score' lines (need exactly 1)")
+    m = _VALUE.match(scores[0].group(1).strip())
+    if not m or m.group(1).upper() == "N/A":
+        return _fail(f"overall score {scores[0].group(1).strip()!r} is not a number")
+    if m.group(2) is not None and int(m.group(2)) != aspect.max_rating:
+        return _fail(f"overall score {m.group(0)!r} is not on the {aspect.min_rating}-{aspect.max_rating} scale")
+    value, err = _rating_value(int(m.group(1)), aspect, "text 1")
+    if err:
+        return _fail(err)
+    head = _FEEDBACK.search(text, 0, scores[0].start())
+    feedback = text[head.end() if head else 0 : scores[0].start()].strip()
+    return Parsed((Rating(aspect.name, value, feedback),))
+
+
+def parse_critique_json(reply: str, aspect: Any) -> Parsed:
+    body = _strip_fences(reply).strip()
+    try:
+        data = json.loads(body, strict=False)
+    except json.JSONDecodeError as exc:
+        return _fail(f"invalid JSON: {exc.msg} at char {exc.pos}")
+    if not isinstance(data, dict) or "overall_score" not in data:
+        return _fail("JSON reply has no overall_score")
+    value, err = _rating_value(data["overall_score"], aspect, "text 1")
+    if err:
+        return _fail(err)
+    return Parsed((Rating(aspect.name, value, str(data.get("feedback", "")).strip()),))
+
+
 def parse_reply(reply: str | None, n: int, aspect: Any, output: str) -> Parsed:
     if reply is None:
         return _fail("no reply")
+    if getattr(aspect, "per_completion", False):
+        return parse_critique_json(reply, aspect) if output == "json" else parse_critique_text(reply, aspect)
     return parse_json(reply, n, aspect) if output == "json" else parse_text(reply, n, aspect)

@@ -45,6 +45,12 @@ def _text_format(aspect: Any, n: int) -> str:
     return "Answer in exactly this format, one section per text, nothing else:\n\n" + "\n".join(lines).rstrip()
 
 
+def _critique_format(output: str) -> str:
+    if output == "json":
+        return 'Answer with one JSON object: {"feedback": "<your feedback>", "overall_score": <an integer from 1 to 10>}.'
+    return "Answer in exactly this format:\n\n### Feedback\n[your feedback]\nOverall Score: [1-10]"
+
+
 def _json_format(aspect: Any, n: int) -> str:
     keys = ", ".join(f'"text_{k}"' for k in range(1, n + 1))
     fields = '"types" (a list of numeric identifiers, empty for none), "type_rationale", ' if aspect.has_types else ""
@@ -64,6 +70,10 @@ def response_schema(aspect: Any, n: int, rationale_max_chars: int | None = None)
     text: dict[str, Any] = {"type": "string"}
     if rationale_max_chars:
         text["maxLength"] = rationale_max_chars
+    if aspect.per_completion:
+        score = {"enum": list(range(aspect.min_rating, aspect.max_rating + 1))}
+        return {"type": "object", "properties": {"feedback": text, "overall_score": score},
+                "required": ["feedback", "overall_score"], "additionalProperties": False}
     rating: dict[str, Any] = {"enum": list(range(aspect.min_rating, aspect.max_rating + 1)) + (["N/A"] if aspect.allow_na else [])}
     props: dict[str, Any] = {}
     if aspect.has_types:
@@ -79,11 +89,17 @@ def response_schema(aspect: Any, n: int, rationale_max_chars: int | None = None)
 def judge_messages(aspect: Any, prompt: Prompt, texts: Sequence[str], output: str) -> tuple[Message, ...]:
     """System + user messages asking for a rating of each text (texts already in display order)."""
     n = len(texts)
-    system = load_template("system.md").format(n=n)
-    fmt = _json_format(aspect, n) if output == "json" else _text_format(aspect, n)
+    system = load_template(aspect.system).format(n=n)
+    if aspect.per_completion:
+        fmt = _critique_format(output)
+    else:
+        fmt = _json_format(aspect, n) if output == "json" else _text_format(aspect, n)
     parts = [load_template(aspect.template), "## Format", fmt, "## Annotation", f"Instruction: {prompt.instruction}"]
     if aspect.has_types:
         parts.append("World knowledge: " + (world_knowledge(prompt) or "No additional world knowledge for reference."))
-    parts.append("Texts:\n" + "\n".join(f"<text {k}>\n{t}\n</text {k}>" for k, t in enumerate(texts, 1)))
+    if aspect.per_completion:
+        parts.append(f"Response:\n<response>\n{texts[0]}\n</response>")
+    else:
+        parts.append("Texts:\n" + "\n".join(f"<text {k}>\n{t}\n</text {k}>" for k, t in enumerate(texts, 1)))
     parts.append("### Output")
     return ({"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)})

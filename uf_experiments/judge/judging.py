@@ -1,0 +1,175 @@
+"""The judge stage over records: which requests to send, re-asking what did not parse, and mapping every
+rating back to its own completion.
+
+- Side-by-side aspects: one request per (prompt, aspect) shows all n completions, in a seeded random order drawn
+  per (prompt, aspect) (the paper's single shuffle). ``order[j]`` is the completion shown as text j+1; ratings
+  come back keyed by text label and are mapped through it.
+- Per-completion aspects (``critique``): one request per completion, judged alone.
+- ``judge.swap=true`` judges side-by-side aspects a second time in the reversed order. ``flip rate`` = the share
+  of completion pairs whose relation (better / worse / tie) differs between the two orders.
+  ``judge.swap_combine`` decides the stored rating: ``first`` keeps the first order's ratings (the swap only
+  measures position bias); ``mean`` stores the mean of both orders, and a (prompt, aspect) where either order
+  failed to parse is a failure (a one-sided rating is never passed off as the mean).
+- A reply that does not parse is re-asked (a new seed) up to ``judge.max_parse_retries`` times, then it is a
+  failure with its reason and raw text: never a 0, never a rating shifted to another completion.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from uf_experiments.judge.parse import parse_reply
+from uf_experiments.judge.prompts import judge_messages, response_schema
+from uf_experiments.records import Completion, Prompt, Rating, Request
+
+
+@dataclass
+class JudgeItem:
+    prompt: Prompt
+    aspect: str
+    targets: tuple[int, ...]  # the completions this request rates (all, or one for per-completion aspects)
+    texts: tuple[str, ...]  # their texts, in target order
+    order: tuple[int, ...]  # order[j] = index into targets of the text shown as text j+1
+    swap: bool = False  # the reversed-order pass of judge.swap
+    ratings: list[Rating] | None = None  # in target order, once parsed
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+    raw: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One (prompt, aspect), combined over its requests, in completion order."""
+
+    ratings: list[float | None]
+    rationales: list[str | None]
+    types: list[list[int]]
+    order: list[int]  # completion index shown as text j+1 (first pass); identity for per-completion aspects
+    status: str  # "ok" or why not
+    raw: list[str | None]  # the last reply of every request of this (prompt, aspect)
+    flips: int = 0
+    compared: int = 0  # completion pairs compared across the two orders (judge.swap)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def shuffled_order(seed: int, prompt_id: str, aspect: str, n: int) -> tuple[int, ...]:
+    order = list(range(n))
+    random.Random(f"order:{seed}:{prompt_id}:{aspect}").shuffle(order)
+    return tuple(order)
+
+
+def make_items(prompt: Prompt, texts: Sequence[str], aspects: Mapping[str, Any], seed: int, swap: bool) -> list[JudgeItem]:
+    items = []
+    for name, aspect in aspects.items():
+        if aspect.per_completion:
+            items += [JudgeItem(prompt, name, (i,), (t,), (0,)) for i, t in enumerate(texts)]
+            continue
+        order = shuffled_order(seed, prompt.prompt_id, name, len(texts))
+        targets = tuple(range(len(texts)))
+        items.append(JudgeItem(prompt, name, targets, tuple(texts), order))
+        if swap and len(texts) > 1:
+            items.append(JudgeItem(prompt, name, targets, tuple(texts), order[::-1], swap=True))
+    return items
+
+
+def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
+    output = str(getattr(judge.output, "value", judge.output))
+    shown = [item.texts[i] for i in item.order]
+    key = f"judge:{seed}:{item.prompt.prompt_id}:{item.aspect}:{item.targets}:{item.swap}:{item.attempts}"
+    return Request(
+        model=judge.model.name,
+        messages=judge_messages(aspect, item.prompt, shown, output),
+        max_tokens=judge.max_new_tokens,
+        temperature=judge.temperature,
+        top_p=judge.top_p,
+        seed=random.Random(key).getrandbits(31),
+        response_format=response_schema(aspect, len(shown), judge.rationale_max_chars) if output == "json" else None,
+        tag=f"{item.prompt.prompt_id}\t{item.aspect}",
+    )
+
+
+def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Completion]], judge: Any,
+         aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> list[Completion]:
+    """Ask, parse, re-ask the failures. ``generate`` is an engine's batch call. Returns every completion made."""
+    output = str(getattr(judge.output, "value", judge.output))
+    made: list[Completion] = []
+    pending = list(items)
+    for _ in range(judge.max_parse_retries + 1):
+        if not pending:
+            break
+        completions = generate([request_for(it, judge, aspects[it.aspect], seed) for it in pending])
+        made += completions
+        still = []
+        for it, comp in zip(pending, completions, strict=True):
+            it.attempts += 1
+            it.raw = comp.text
+            parsed = parse_reply(comp.text, len(it.texts), aspects[it.aspect], output)
+            if parsed.ratings is not None:
+                it.ratings = [parsed.ratings[it.order.index(i)] for i in range(len(it.texts))]
+                if on_done:
+                    on_done(1)
+            else:
+                it.errors.append(comp.error or parsed.error or "unknown")
+                still.append(it)
+        pending = still
+    if on_done and pending:
+        on_done(len(pending))
+    return made
+
+
+def _relation(a: float | None, b: float | None) -> int | None:
+    return None if a is None or b is None else (a > b) - (a < b)
+
+
+def _failure(it: JudgeItem) -> str:
+    return f"failed after {it.attempts} attempts: {it.errors[-1] if it.errors else 'not asked'}"
+
+
+def combine(items: Sequence[JudgeItem], n: int, per_completion: bool, swap_combine: str = "first") -> Outcome:
+    """Merge the requests of one (prompt, aspect) into one rating per completion."""
+    raw = [it.raw for it in items]
+    if per_completion:
+        ratings: list[float | None] = [None] * n
+        rationales: list[str | None] = [None] * n
+        types: list[list[int]] = [[] for _ in range(n)]
+        failed = []
+        for it in items:
+            i = it.targets[0]
+            if it.ratings is None:
+                failed.append(f"completion {i}: {_failure(it)}")
+                continue
+            r = it.ratings[0]
+            ratings[i], rationales[i], types[i] = r.rating, r.rationale, list(r.types)
+        return Outcome(ratings, rationales, types, list(range(n)), "; ".join(failed) or "ok", raw)
+
+    main = next(it for it in items if not it.swap)
+    second = next((it for it in items if it.swap), None)
+    order = [main.targets[j] for j in main.order]
+    if main.ratings is None:
+        return Outcome([None] * n, [None] * n, [[] for _ in range(n)], order, _failure(main), raw)
+    ratings = [r.rating for r in main.ratings]
+    rationales = [r.rationale for r in main.ratings]
+    types = [list(r.types) for r in main.ratings]
+    flips = compared = 0
+    status = "ok"
+    if second is not None:
+        if second.ratings is None:
+            if swap_combine == "mean":
+                return Outcome([None] * n, [None] * n, [[] for _ in range(n)], order, "swap pass " + _failure(second), raw)
+        else:
+            other = [r.rating for r in second.ratings]
+            for i, j in combinations(range(n), 2):
+                before, after = _relation(ratings[i], ratings[j]), _relation(other[i], other[j])
+                if before is not None and after is not None:
+                    compared += 1
+                    flips += before != after
+            if swap_combine == "mean":
+                ratings = [None if a is None or b is None else (a + b) / 2 for a, b in zip(ratings, other)]
+    return Outcome(ratings, rationales, types, order, status, raw, flips, compared)
