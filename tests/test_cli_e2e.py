@@ -19,8 +19,8 @@ TINY_ROSTER = ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
 ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  # the demo's, in JSON mode
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "sk-test-secret-do-not-log-1234567890"}
+def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "sk-test-secret-do-not-log-1234567890", **(env or {})}
     env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "uf_experiments", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -135,3 +135,27 @@ def test_multirun_sweep_has_one_dir_per_job(tmp_path):
         used = {m for ms in df.generation_models for m in ms}
         assert used <= set(TINY_ROSTER[:size])
         assert json.loads((job / "summary.json").read_text())["counts"]["prompts"] == 3
+
+
+def test_text_mode_judge_served_over_http(tmp_path):
+    """The runner's judge path in the paper's text format, against a real HTTP server on 127.0.0.1."""
+    from tests.fake_openai import FakeJudge
+
+    with FakeJudge() as server:
+        proc = run_cli("dataset.limit=4", "pool.size=2", "sampling.n=2", "tracking=none", "judge=served",
+                       "judge.model.path=fake-judge", "judge.output=text",
+                       "aspect=[instruction_following,honesty,truthfulness,helpfulness,critique]",
+                       f"hydra.run.dir={tmp_path}", cwd=REPO, env={"OPENAI_BASE_URL": server.base_url})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = read_rows(tmp_path / "rated.parquet")
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        # 4 prompts x (4 side-by-side aspects + 2 critiques) = 24 requests, all answered in text and parsed
+        assert len(server.requests) == 24 == summary["counts"]["judge_requests"]
+        assert all("response_format" not in body for body in server.requests)
+        for row in rows:
+            assert all(s == "ok" for s in row["parse_status"].values())
+            for a in ("instruction_following", "honesty", "truthfulness", "helpfulness"):
+                assert row["ratings"][a] == [3, 3]  # the server's rating for a text without a quality marker
+            assert row["ratings"]["critique"] == [3, 3]
+        assert summary["counts"]["pairs"] == 0 and summary["counts"]["ties"] == 4  # all equal: ties dropped
+        assert summary["metrics"]["parse_failure_rate"] == 0.0
