@@ -32,7 +32,10 @@ MODEL_FILES = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
 REQUIRED_OVERRIDES = {
     ("dataset", "hub"): ["dataset.repo_id=a/b"],
     ("dataset", "local"): ["dataset.path=/tmp/x.jsonl"],
+    ("judge", "served"): ["judge.model.path=some-served-model"],
 }
+# Model files whose `path` the user must give (served endpoints).
+MODEL_REQUIRED = {"served": ["judge.model.path=some-served-model"]}
 # Groups whose files name themselves: the option's stem is the value of this key.
 NAME_KEYS = {"dataset": "dataset.name", "pool": "pool.name", "experiment": "experiment"}
 
@@ -73,7 +76,7 @@ def test_every_group_option_composes_and_validates(compose, api_key, group, opti
 @pytest.mark.parametrize("stem", MODEL_FILES)
 def test_every_model_file_composes_as_the_judge_model_and_validates(compose, api_key, stem):
     raw = OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml")
-    cfg = compose(["judge=tiny", f"model@judge.model={stem}"])
+    cfg = compose(["judge=tiny", f"model@judge.model={stem}", *MODEL_REQUIRED.get(stem, [])])
 
     assert cfg.judge.model.name == raw.name
     assert cfg.judge.model.engine._target_ == raw.engine._target_
@@ -259,3 +262,9 @@ def test_cli_rejects_a_wrong_type_naming_the_key(tmp_path):
     assert "pool.size" in proc.stderr
     assert "abc" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_served_judge_without_a_model_name_is_rejected(compose, api_key):
+    cfg = compose(["judge=served"])
+    with pytest.raises(ConfigError, match=r"^judge.model needs a path"):
+        validate(cfg)
