@@ -149,6 +149,12 @@ class TrackingConfig:
 
 
 @dataclass
+class CacheConfig:
+    enabled: bool = True  # cache.enabled=false: ask the engines every time (nothing is read or written)
+    path: str = "outputs/cache/requests.sqlite"  # cache.path=...; relative to where you launch; shared by all runs
+
+
+@dataclass
 class OutputConfig:
     push_to_hub: str | None = None  # repo id; the rated and preference datasets are pushed there
     private: bool = True
@@ -165,6 +171,7 @@ class RunConfig:
     aspect: dict[str, AspectConfig] = field(default_factory=dict)
     binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -235,10 +242,10 @@ def resolve_model_path(model: DictConfig | ModelConfig) -> str:
     return str(model.path)
 
 
-def build_engine(model: DictConfig) -> Any:
+def build_engine(model: DictConfig, path: str | None = None) -> Any:
     """The one instantiate helper: set the model's env, then ``model.engine._target_(path=..., **kwargs)``."""
     from hydra.utils import instantiate
 
     for key, value in model.env.items():
         os.environ[key] = str(value)
-    return instantiate(model.engine, path=resolve_model_path(model), _convert_="all")
+    return instantiate(model.engine, path=path or resolve_model_path(model), _convert_="all")

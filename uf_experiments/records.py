@@ -69,6 +69,7 @@ class Completion:
     usage: Usage = Usage()
     finish_reason: str | None = None
     error: str | None = None
+    cached: bool = False  # served from the request cache: no engine call, no cost
 
 
 @dataclass(frozen=True)

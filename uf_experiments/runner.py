@@ -15,7 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.binarize import binarize, completion_scores, pair_to_record
-from uf_experiments.config import build_engine, validate
+from uf_experiments.config import build_engine, resolve_model_path, validate
+from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.data import load_prompts
 from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate
 from uf_experiments.pool import generation_seed, sample_models
@@ -31,53 +32,63 @@ def _enum(value: Any) -> str:
 
 @dataclass
 class StageStats:
-    """Tokens, engine calls, wall time and $ of one stage, in total and per model."""
+    """Requests, tokens, engine time and $ of one stage, in total and per model. Cache hits cost nothing; what
+    they would have cost at API prices is reported as saved."""
 
     usage: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
+    saved: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    hits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     engine_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     wall_s: float = 0.0
 
     def record(self, completions: Sequence[Completion]) -> None:
         for c in completions:
-            self.usage[c.request.model] += c.usage
-            self.calls[c.request.model] += 1
-            self.failures[c.request.model] += c.text is None
+            name = c.request.model
+            if c.cached:
+                self.hits[name] += 1
+                self.saved[name] += c.usage
+            else:
+                self.calls[name] += 1
+                self.usage[name] += c.usage
+                self.failures[name] += c.text is None
 
-    def cost(self, models: dict[str, Any]) -> dict[str, float]:
-        out = {}
-        for name in set(self.usage) | set(self.engine_s):
-            m, u = models[name], self.usage[name]
-            fresh = u.prompt_tokens - u.cached_tokens
-            usd = (fresh * m.price.input_per_1m + u.cached_tokens * m.price.cached_input_per_1m
-                   + u.completion_tokens * m.price.output_per_1m) / 1e6
-            usd += self.engine_s[name] / 3600 * m.gpu_hour_usd
-            out[name] = round(usd, 6)
-        return out
+    @staticmethod
+    def _api_usd(m: Any, u: Usage) -> float:
+        fresh = u.prompt_tokens - u.cached_tokens
+        return (fresh * m.price.input_per_1m + u.cached_tokens * m.price.cached_input_per_1m
+                + u.completion_tokens * m.price.output_per_1m) / 1e6
 
     def to_dict(self, models: dict[str, Any]) -> dict[str, Any]:
-        cost = self.cost(models)
-        per_model = {
-            name: {
-                "requests": self.calls[name],
+        names = sorted(set(self.calls) | set(self.hits) | set(self.engine_s))
+        per_model = {}
+        for name in names:
+            m, u = models[name], self.usage[name]
+            usd = self._api_usd(m, u) + self.engine_s[name] / 3600 * m.gpu_hour_usd
+            per_model[name] = {
+                "requests": self.calls[name] + self.hits[name],
+                "engine_calls": self.calls[name],
+                "cache_hits": self.hits[name],
                 "failures": self.failures[name],
-                "prompt_tokens": self.usage[name].prompt_tokens,
-                "completion_tokens": self.usage[name].completion_tokens,
-                "cached_tokens": self.usage[name].cached_tokens,
+                "prompt_tokens": u.prompt_tokens,
+                "completion_tokens": u.completion_tokens,
+                "cached_tokens": u.cached_tokens,
                 "engine_s": round(self.engine_s[name], 3),
-                "cost_usd": cost.get(name, 0.0),
+                "cost_usd": round(usd, 6),
+                "saved_usd": round(self._api_usd(m, self.saved[name]), 6),
             }
-            for name in self.calls
-        }
         total = sum(self.usage.values(), Usage())
         return {
-            "requests": sum(self.calls.values()),
+            "requests": sum(v["requests"] for v in per_model.values()),
+            "engine_calls": sum(self.calls.values()),
+            "cache_hits": sum(self.hits.values()),
             "failures": sum(self.failures.values()),
             "prompt_tokens": total.prompt_tokens,
             "completion_tokens": total.completion_tokens,
             "cached_tokens": total.cached_tokens,
-            "cost_usd": round(sum(cost.values()), 6),
+            "cost_usd": round(sum(v["cost_usd"] for v in per_model.values()), 6),
+            "saved_usd": round(sum(v["saved_usd"] for v in per_model.values()), 6),
             "wall_s": round(self.wall_s, 3),
             "by_model": per_model,
         }
@@ -89,18 +100,48 @@ def _progress(desc: str, total: int) -> Any:
     return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True, leave=True)
 
 
-def run_engine(model_cfg: DictConfig, requests: Sequence[Request], stats: StageStats,
-               on_done: Callable[[int], None] | None = None) -> list[Completion]:
-    """Load the model's engine, answer every request in one go, and always free the engine."""
-    start = time.perf_counter()
-    engine = build_engine(model_cfg)
-    try:
-        completions = engine.generate(requests, on_done=on_done)
-    finally:
-        engine.close()
-        stats.engine_s[model_cfg.name] += time.perf_counter() - start
-    stats.record(completions)
-    return completions
+class ModelRunner:
+    """One model's engine behind the request cache: hits are answered from the cache, the engine is loaded on
+    the first miss (a fully cached model is never loaded), every new completion is committed as it arrives,
+    and ``close`` frees the engine."""
+
+    def __init__(self, model_cfg: DictConfig, cache: RequestCache | None, stats: StageStats,
+                 on_result: Callable[[Completion], None] | None = None) -> None:
+        self.model_cfg, self.cache, self.stats, self.on_result = model_cfg, cache, stats, on_result
+        self.path = resolve_model_path(model_cfg)
+        self.identity = engine_identity(OmegaConf.to_container(model_cfg.engine, resolve=True), self.path)
+        self.engine: Any = None
+        self._loaded_at = 0.0
+
+    def _arrived(self, completion: Completion) -> None:
+        if self.cache is not None:
+            self.cache.put(self.identity, completion)
+        if self.on_result:
+            self.on_result(completion)
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        hits = self.cache.get_many(self.identity, requests) if self.cache is not None else {}
+        for c in hits.values():
+            if self.on_result:
+                self.on_result(c)
+        misses = [r for r in requests if r.key not in hits]
+        made: dict[str, Completion] = {}
+        if misses:
+            if self.engine is None:
+                self._loaded_at = time.perf_counter()
+                self.engine = build_engine(self.model_cfg, self.path)
+            made = {c.request.key: c for c in self.engine.generate(misses, on_result=self._arrived)}
+        out = [hits.get(r.key) or made[r.key] for r in requests]
+        self.stats.record(out)
+        return out
+
+    def close(self) -> None:
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            finally:
+                self.engine = None
+                self.stats.engine_s[self.model_cfg.name] += time.perf_counter() - self._loaded_at
 
 
 # ---------------------------------------------------------------- generation
@@ -125,7 +166,8 @@ def generation_requests(cfg: DictConfig, prompts: Sequence[Prompt]) -> list[Requ
     return requests
 
 
-def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats) -> dict[str, Completion]:
+def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats,
+             cache: RequestCache | None) -> dict[str, Completion]:
     """Every request, grouped by model in roster order, one engine at a time. Returns key -> completion."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
@@ -135,8 +177,11 @@ def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats) ->
     try:
         for name in cfg.pool.models:
             if by_model.get(name):
-                for c in run_engine(cfg.pool.models[name], by_model[name], stats, bar.update):
-                    out[c.request.key] = c
+                runner = ModelRunner(cfg.pool.models[name], cache, stats, lambda c: bar.update(1))
+                try:
+                    out.update((c.request.key, c) for c in runner.generate(by_model[name]))
+                finally:
+                    runner.close()
     finally:
         bar.close()
     return out
@@ -145,18 +190,15 @@ def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats) ->
 # ---------------------------------------------------------------- judge
 
 
-def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats) -> None:
+def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats, cache: RequestCache | None) -> None:
     """Rate every item with the judge engine (loaded once, freed at the end), re-asking what did not parse."""
     bar = _progress("judge", len(items))
-    start = time.perf_counter()
-    engine = build_engine(cfg.judge.model)
+    runner = ModelRunner(cfg.judge.model, cache, stats)
     try:
-        made = rate(items, engine.generate, cfg.judge, cfg.aspect, cfg.seed, on_done=bar.update)
-        stats.record(made)
+        rate(items, runner.generate, cfg.judge, cfg.aspect, cfg.seed, on_done=bar.update)
     finally:
-        engine.close()
+        runner.close()
         bar.close()
-        stats.engine_s[cfg.judge.model.name] += time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- rows, metrics, files
@@ -287,15 +329,18 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     tracker = start_tracker(cfg.tracking, run_dir, plain, group, name)  # type: ignore[arg-type]
     exit_code = 1
+    cache = RequestCache(cfg.cache.path) if cfg.cache.enabled else None
     try:
-        summary = _run(cfg, run_dir, tracker, t0)
+        summary = _run(cfg, run_dir, tracker, t0, cache)
         exit_code = 0
         return summary
     finally:
+        if cache is not None:
+            cache.close()
         tracker.finish(exit_code)
 
 
-def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, Any]:
+def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: RequestCache | None) -> dict[str, Any]:
     wall: dict[str, float] = {}
     aspects = list(cfg.aspect)
 
@@ -309,7 +354,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
     gen_stats = StageStats()
     t = time.perf_counter()
     gen_requests = generation_requests(cfg, prompts)
-    completions = generate(cfg, gen_requests, gen_stats)
+    completions = generate(cfg, gen_requests, gen_stats, cache)
     gen_stats.wall_s = wall["generation"] = time.perf_counter() - t
 
     judge_stats = StageStats()
@@ -318,7 +363,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
     aspect_cfgs = cfg.aspect
     items = [it for p in prompts if comps.get(p.prompt_id)
              for it in make_items(p, [c.text for c in comps[p.prompt_id]], aspect_cfgs, cfg.seed, cfg.judge.swap)]
-    judge(cfg, items, judge_stats)
+    judge(cfg, items, judge_stats, cache)
     grouped: dict[tuple[str, str], list[JudgeItem]] = defaultdict(list)
     for it in items:
         grouped[(it.prompt.prompt_id, it.aspect)].append(it)
@@ -359,6 +404,8 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
             "judged": sum(o.ok for o in outcomes.values()),
             "parse_failures": sum(not o.ok for o in outcomes.values()),
             "judge_requests": judging["requests"],
+            "engine_calls": generation["engine_calls"] + judging["engine_calls"],
+            "cache_hits": generation["cache_hits"] + judging["cache_hits"],
             "pairs": len(pairs),
             "ties": report.ties,
             "ties_dropped": report.ties_dropped,
@@ -366,7 +413,8 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float) -> dict[str, A
         },
         "generation": generation,
         "judge": judging,
-        "cost_usd": {"generation": generation["cost_usd"], "judge": judging["cost_usd"], "total": total_usd},
+        "cost_usd": {"generation": generation["cost_usd"], "judge": judging["cost_usd"], "total": total_usd,
+                     "saved_by_cache": round(generation["saved_usd"] + judging["saved_usd"], 6)},
         "wall_time_s": {k: round(v, 3) for k, v in wall.items()},
         "metrics": metrics,
     }

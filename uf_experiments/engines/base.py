@@ -11,8 +11,9 @@ from uf_experiments.records import Completion, Request
 class Engine(Protocol):
     """Serves one model. Engines never raise for one bad request: the failure is on its Completion."""
 
-    def generate(self, requests: Sequence[Request], on_done: Callable[[int], None] | None = None) -> list[Completion]:
-        """Answer every request; ``on_done(k)`` reports k more finished requests (for progress bars)."""
+    def generate(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
+        """Answer every request, in order. ``on_result`` sees each completion as soon as it exists (the request
+        cache commits it there, so a killed run keeps everything answered before the kill)."""
         ...
 
     def close(self) -> None:

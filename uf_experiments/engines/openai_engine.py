@@ -116,7 +116,7 @@ class OpenAIEngine:
         )
         return Completion(req, choice.message.content, usage, choice.finish_reason)
 
-    async def _run(self, requests: Sequence[Request], on_done: Callable[[int], None] | None) -> list[Completion]:
+    async def _run(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None) -> list[Completion]:
         import openai
 
         client = openai.AsyncOpenAI(base_url=self.base_url, timeout=self.timeout_s, max_retries=self.max_retries)
@@ -125,23 +125,23 @@ class OpenAIEngine:
 
         async def tracked(req: Request) -> Completion:
             try:
-                return await self._one(client, sem, limiter, req)
+                done = await self._one(client, sem, limiter, req)
             except Exception as exc:  # noqa: BLE001 - any other failure stays on its own request
                 log.exception("request to %s failed", self.model)
-                return Completion(req, None, error=f"{type(exc).__name__}: {exc}")
-            finally:
-                if on_done:
-                    on_done(1)
+                done = Completion(req, None, error=f"{type(exc).__name__}: {exc}")
+            if on_result:
+                on_result(done)
+            return done
 
         try:
             return list(await asyncio.gather(*(tracked(r) for r in requests)))
         finally:
             await client.close()
 
-    def generate(self, requests: Sequence[Request], on_done: Callable[[int], None] | None = None) -> list[Completion]:
+    def generate(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
         if not requests:
             return []
-        return asyncio.run(self._run(requests, on_done))
+        return asyncio.run(self._run(requests, on_result))
 
     def close(self) -> None:
         """Nothing held between calls: each ``generate`` opens and closes its own client."""

@@ -37,7 +37,8 @@ class VLLMEngine:
         path: local directory or HF hub id of the model.
         llm_kwargs: passed to ``vllm.LLM`` unchanged (dtype, max_model_len, tensor_parallel_size,
             gpu_memory_utilization, enforce_eager, ...).
-        chunk_size: requests per ``LLM.chat`` call; large, so vLLM schedules whole batches itself.
+        chunk_size: requests per ``LLM.chat`` call; large, so vLLM schedules whole batches itself (a chunk's
+            completions reach ``on_result``, and so the request cache, when the chunk finishes).
         structured_backend: backend for JSON-schema output (xgrammar works on CPU and GPU).
     """
 
@@ -74,11 +75,12 @@ class VLLMEngine:
             structured_outputs=structured,
         )
 
-    def generate(self, requests: Sequence[Request], on_done: Callable[[int], None] | None = None) -> list[Completion]:
+    def generate(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
         if self._llm is None:
             raise RuntimeError("engine is closed")
         out: list[Completion] = []
         for start in range(0, len(requests), self.chunk_size):
+            first = len(out)
             chunk = list(requests[start : start + self.chunk_size])
             try:
                 results = self._llm.chat(
@@ -94,8 +96,9 @@ class VLLMEngine:
                     gen = res.outputs[0]
                     usage = Usage(len(res.prompt_token_ids or ()), len(gen.token_ids or ()))
                     out.append(Completion(req, gen.text, usage, gen.finish_reason))
-            if on_done:
-                on_done(len(chunk))
+            if on_result:
+                for c in out[first:]:
+                    on_result(c)
         return out
 
     def close(self) -> None:

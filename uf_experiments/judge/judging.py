@@ -99,7 +99,7 @@ def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Co
          aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> list[Completion]:
     """Ask, parse, re-ask the failures. ``generate`` is an engine's batch call. Returns every completion made."""
     output = str(getattr(judge.output, "value", judge.output))
-    made: list[Completion] = []
+    made: list[Completion] = []  # every attempt's completions, for the caller's accounting
     pending = list(items)
     for _ in range(judge.max_parse_retries + 1):
         if not pending:

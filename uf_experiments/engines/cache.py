@@ -1,0 +1,98 @@
+"""The durable request cache: one SQLite file shared by every run, resumed run and sweep cell.
+
+A completion is stored under a hash of everything that changes its answer: the engine's identity (engine
+class, resolved model path or served model name, endpoint, and the engine settings that change outputs) and the
+request (messages, max tokens, temperature, top_p, seed, response format). Only successful completions are
+stored; a failed request is asked again next time. Each completion is committed as it arrives, so a killed run
+loses nothing it was answered. WAL mode and a busy timeout let parallel Hydra jobs (joblib launcher) share the
+file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from uf_experiments.records import Completion, Request, Usage
+
+log = logging.getLogger(__name__)
+
+# Engine settings that change what a model answers (everything else, e.g. concurrency or memory, does not).
+SEMANTIC_ENGINE_KEYS = ("base_url", "dtype", "quantization", "revision", "tokenizer", "tokenizer_revision")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT PRIMARY KEY,
+    engine TEXT NOT NULL,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    finish_reason TEXT,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def engine_identity(engine_cfg: Mapping[str, Any], path: str) -> str:
+    """What makes two engines answer the same request the same way."""
+    kwargs = dict(engine_cfg.get("llm_kwargs") or {})
+    kwargs.update({k: v for k, v in engine_cfg.items() if k != "llm_kwargs"})
+    semantic = {k: kwargs[k] for k in SEMANTIC_ENGINE_KEYS if kwargs.get(k) is not None}
+    return json.dumps({"engine": engine_cfg.get("_target_"), "path": path, **semantic}, sort_keys=True)
+
+
+def cache_key(identity: str, request: Request) -> str:
+    return hashlib.sha256(f"{identity}\n{request.key}".encode()).hexdigest()
+
+
+class RequestCache:
+    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(SCHEMA)
+
+    def get_many(self, identity: str, requests: Iterable[Request]) -> dict[str, Completion]:
+        """Cached completions by request key (``request.key``), marked ``cached=True``."""
+        by_cache_key = {cache_key(identity, r): r for r in requests}
+        found: dict[str, Completion] = {}
+        keys = list(by_cache_key)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens FROM completions "
+                f"WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for key, text, finish, pt, ct, cached in rows:
+                req = by_cache_key[key]
+                found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True)
+        return found
+
+    def put(self, identity: str, completion: Completion) -> None:
+        """Commit one successful completion (failures are not cached)."""
+        if completion.text is None or completion.cached:
+            return
+        u = completion.usage
+        self._db.execute(
+            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cache_key(identity, completion.request), identity, completion.request.model, completion.text,
+             completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cached_tokens, time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
