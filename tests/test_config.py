@@ -33,6 +33,7 @@ REQUIRED_OVERRIDES = {
     ("dataset", "hub"): ["dataset.repo_id=a/b"],
     ("dataset", "local"): ["dataset.path=/tmp/x.jsonl"],
     ("judge", "served"): ["judge.model.path=some-served-model"],
+    ("pool", "served"): ["pool.models=[a,b,c]"],
 }
 # Model files whose `path` the user must give (served endpoints).
 MODEL_REQUIRED = {"served": ["judge.model.path=some-served-model"]}
@@ -68,7 +69,8 @@ def test_every_group_option_composes_and_validates(compose, api_key, group, opti
         assert OmegaConf.select(cfg, NAME_KEYS[group]) == option
     for given in REQUIRED_OVERRIDES.get((group, option), []):
         key, value = given.split("=", 1)
-        assert OmegaConf.select(cfg, key) == value
+        got = OmegaConf.select(cfg, key)
+        assert (f"[{','.join(got)}]" if OmegaConf.is_list(got) else got) == value
     if not cfg.output.push_to_hub:  # validate() on push_to_hub asks for a HF token: not tested here
         validate(cfg)
 
@@ -271,3 +273,30 @@ def test_served_judge_without_a_model_name_is_rejected(compose, api_key):
     cfg = compose(["judge=served"])
     with pytest.raises(ConfigError, match=r"^judge.model needs a path"):
         validate(cfg)
+
+
+def test_served_pool_names_become_models_on_one_endpoint(compose, api_key):
+    cfg = compose(["pool=served", "pool.models=[m-a,m-b,m-c]", "pool.base_url=http://127.0.0.1:9/v1", "sampling.n=2"])
+    validate(cfg)
+    assert list(cfg.pool.models) == ["m-a", "m-b", "m-c"]
+    assert cfg.pool.size == 3  # null: the whole roster
+    for name, model in cfg.pool.models.items():
+        assert model.name == name and model.path == name
+        assert model.engine._target_ == "uf_experiments.engines.openai_engine.OpenAIEngine"
+        assert model.engine.base_url == "http://127.0.0.1:9/v1"
+        assert model.engine.max_in_flight == 16
+    validate(cfg)  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["pool=served"], "pool 'served' has no models: pass pool.models=[name1,name2]"),
+        (["pool=served", "pool.models=[a,a]"], "pool.models lists a twice"),
+        (["pool=served", "pool.models=[a,b]", "pool.size=3"], "pool.size=3 must be between 1 and 2"),
+    ],
+)
+def test_served_pool_rejections(compose, api_key, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose(overrides))
+    assert str(info.value).startswith(message)

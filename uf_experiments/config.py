@@ -82,8 +82,14 @@ class ModelConfig:
 @dataclass
 class PoolConfig:
     name: str = MISSING
-    size: int = MISSING  # use the first `size` models of the roster
-    models: dict[str, ModelConfig] = field(default_factory=dict)  # the roster, in order
+    size: int | None = None  # use the first `size` models of the roster (null: all of them)
+    # The roster, in order: model configs by name (from conf/model/ via the pool's defaults list), or, for a
+    # served pool, a list of model names behind one OpenAI-compatible endpoint (pool.models=[a,b,c]).
+    models: Any = None
+    base_url: str | None = None  # served pool: the endpoint (null: OPENAI_BASE_URL)
+    engine: dict[str, Any] = field(default_factory=dict)  # served pool: the engine every named member uses
+    price: PriceConfig = field(default_factory=PriceConfig)  # served pool: the price of every member
+    gpu_hour_usd: float = 0.0  # served pool: what the server's GPU costs per hour
 
 
 @dataclass
@@ -179,11 +185,51 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=RunConfig)
 
 
+def expand_pool(cfg: DictConfig) -> None:
+    """In place: a served pool's model names become typed model configs on the pool's engine, and a null
+    ``pool.size`` becomes the roster's length. Idempotent."""
+    from omegaconf import ListConfig
+
+    models = cfg.pool.models
+    if isinstance(models, ListConfig):
+        if not cfg.pool.engine or "_target_" not in cfg.pool.engine:
+            raise ConfigError(f"pool '{cfg.pool.name}' lists model names but has no pool.engine to serve them")
+        roster: dict[str, Any] = {}
+        for name in models:
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"pool.models: {name!r} is not a model name; pass pool.models=[name1,name2]")
+            if name in roster:
+                raise ConfigError(f"pool.models lists {name} twice; pool members must be distinct")
+            engine = OmegaConf.to_container(cfg.pool.engine, resolve=True)
+            if cfg.pool.base_url:
+                engine["base_url"] = cfg.pool.base_url
+            spec = {"name": name, "path": name, "engine": engine, "price": cfg.pool.price,
+                    "gpu_hour_usd": cfg.pool.gpu_hour_usd}
+            roster[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), spec)
+        cfg.pool.models = roster
+    elif not isinstance(models, DictConfig):
+        raise ConfigError(f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] or use a pool with a roster")
+    else:
+        typed = {}
+        for name, model in models.items():
+            try:
+                typed[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), model)
+            except Exception as exc:  # noqa: BLE001 - reported with its key
+                raise ConfigError(f"pool.models.{name}: {str(exc).splitlines()[0]}") from exc
+        cfg.pool.models = typed
+    if cfg.pool.size is None:
+        cfg.pool.size = len(cfg.pool.models)
+
+
 def validate(cfg: DictConfig) -> None:
-    """The checks a schema cannot express. Raises ConfigError with a one-line message."""
+    """The checks a schema cannot express (after :func:`expand_pool`). Raises ConfigError with one line."""
+    expand_pool(cfg)
     roster = list(cfg.pool.models)
     if not roster:
-        raise ConfigError(f"pool '{cfg.pool.name}' has no models: add `/model@models.NAME: NAME` to its defaults")
+        raise ConfigError(
+            f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] (a served pool) "
+            "or add `/model@models.NAME: NAME` to the pool's defaults"
+        )
     if not 1 <= cfg.pool.size <= len(roster):
         raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
     if not 1 <= cfg.sampling.n <= cfg.pool.size:
