@@ -1,23 +1,33 @@
-"""A real HTTP server on 127.0.0.1 that speaks enough of the OpenAI chat-completions API to act as a judge.
+"""A real HTTP server on 127.0.0.1 that speaks enough of the OpenAI chat-completions API for the tests.
 
-It rates each text it is shown by the text's content (``quality=N`` inside the text, else 3), so a test can
-check that ratings come back to the right completion whatever order they were shown in. It answers in the
-paper's text format, or in JSON when the request carries ``response_format``. Markers in the shown texts
-script misbehaviour: ``GARBLE_ONCE`` (the first reply for that request is unparseable), ``GARBLE_ALWAYS``,
-``QUOTE`` (the rationale quotes the text on one line), ``BIAS_FIRST`` (the first shown text gets +1, capped).
-It counts every request and keeps the bodies it was sent.
+As a judge it rates each text it is shown by the text's content (``quality=N`` inside the text, else 3), so a
+test can check that ratings come back to the right completion whatever order they were shown in; it answers in
+the paper's text format, or in JSON when the request carries ``response_format``. Any other request gets a
+deterministic answer derived from (model, messages, seed), with a ``quality=N`` marker in it.
+
+Markers in the last message script behaviour:
+- ``FAULTS=429,500,hang,drop,400;`` the k-th attempt of that request gets the k-th fault, then success
+  (429 carries ``Retry-After``; ``hang`` sleeps past the client's timeout and closes; ``drop`` closes the
+  connection without an answer; 400 is a client error);
+- ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time;
+- ``QUOTE``: the rationale quotes the text on one line; ``BIAS_FIRST``: the first shown text gets +1.
+
+It records every attempt (time, body, outcome); ``paid`` lists the bodies answered with 200.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TEXT_BLOCK = re.compile(r"<text (\d+)>\n(.*?)\n</text \1>", re.S)
 RESPONSE_BLOCK = re.compile(r"<response>\n(.*?)\n</response>", re.S)
+FAULTS = re.compile(r"FAULTS=([a-z0-9,]+);")
 
 
 def quality(text: str, hi: int = 5) -> int:
@@ -25,12 +35,23 @@ def quality(text: str, hi: int = 5) -> int:
     return min(int(m.group(1)), hi) if m else 3
 
 
+def body_key(body: dict[str, Any]) -> str:
+    """What identifies one logical request (the same request retried has the same key)."""
+    return json.dumps({"model": body["model"], "messages": body["messages"], "seed": body.get("seed")}, sort_keys=True)
+
+
 class FakeJudge:
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.seen: dict[str, int] = {}
+    def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2) -> None:
+        self.latency_s, self.hang_s, self.retry_after_s = latency_s, hang_s, retry_after_s
+        self.requests: list[dict[str, Any]] = []  # every attempt's body
+        self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
+        self.paid: list[dict[str, Any]] = []  # bodies answered with 200
+        self.in_flight = self.max_in_flight = 0
+        self.seen: dict[str, int] = {}  # attempts per body key (retries of one request)
+        self.asked: dict[str, int] = {}  # times each user message was asked (a judge re-ask has a new seed)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -45,14 +66,11 @@ class FakeJudge:
         self.server.shutdown()
         self.server.server_close()
 
-    def reply(self, body: dict[str, Any]) -> str:
-        user = body["messages"][-1]["content"]
-        json_mode = "response_format" in body
-        with self.lock:
-            key = user
-            self.seen[key] = self.seen.get(key, 0) + 1
-            attempt = self.seen[key]
-        if "GARBLE_ALWAYS" in user or ("GARBLE_ONCE" in user and attempt == 1):
+    def attempts_of(self, key: str) -> list[tuple[float, str]]:
+        return [(t, outcome) for t, k, outcome in self.attempts if k == key]
+
+    def judge_reply(self, user: str, json_mode: bool, asked: int) -> str | None:
+        if "GARBLE_ALWAYS" in user or ("GARBLE_ONCE" in user and asked == 1):
             return "I cannot decide, sorry."
         critique = RESPONSE_BLOCK.search(user)
         if critique:
@@ -61,13 +79,15 @@ class FakeJudge:
                 return json.dumps({"feedback": "fine", "overall_score": score})
             return f"### Feedback\nClear enough.\nOverall Score: {score}"
         texts = TEXT_BLOCK.findall(user)
+        if not texts:
+            return None
         ratings = {int(k): quality(t) for k, t in texts}
-        if "BIAS_FIRST" in user and ratings:
+        if "BIAS_FIRST" in user:
             ratings[1] = min(ratings[1] + 1, 5)
         typed = "Type:" in user or '"types"' in user
         if json_mode:
             out = {}
-            for k, t in texts:
+            for k, _ in texts:
                 item: dict[str, Any] = {"rating": ratings[int(k)], "rationale": f"about text {k}"}
                 if typed:
                     item = {"types": [], "type_rationale": "none", **item}
@@ -83,34 +103,80 @@ class FakeJudge:
             parts.append("\n".join(lines))
         return "\n\n".join(parts)
 
+    def reply(self, body: dict[str, Any], asked: int) -> str:
+        user = body["messages"][-1]["content"]
+        judged = self.judge_reply(user, "response_format" in body, asked)
+        if judged is not None:
+            return judged
+        digest = hashlib.sha256(body_key(body).encode()).hexdigest()
+        return f"answer {digest[:10]} from {body['model']} quality={int(digest[10], 16) % 5 + 1}"
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        judge = self
+        fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's API
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with judge.lock:
-                    judge.requests.append(body)
-                content = judge.reply(body)
-                payload = json.dumps({
-                    "id": f"chatcmpl-{len(judge.requests)}",
-                    "object": "chat.completion",
-                    "created": 0,
-                    "model": body["model"],
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": len(body["messages"][-1]["content"]) // 4,
-                              "completion_tokens": len(content) // 4,
-                              "total_tokens": 0,
-                              "prompt_tokens_details": {"cached_tokens": 0}},
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                key = body_key(body)
+                user = body["messages"][-1]["content"]
+                with fake.lock:
+                    fake.requests.append(body)
+                    fake.seen[key] = fake.seen.get(key, 0) + 1
+                    attempt = fake.seen[key]
+                    fake.asked[user] = fake.asked.get(user, 0) + 1
+                    asked = fake.asked[user]
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    m = FAULTS.search(user)
+                    faults = m.group(1).split(",") if m else []
+                    fault = faults[attempt - 1] if attempt <= len(faults) else None
+                    with fake.lock:
+                        fake.attempts.append((time.monotonic(), key, fault or "ok"))
+                    if fault == "hang":
+                        time.sleep(fake.hang_s)
+                        self.close_connection = True
+                        return
+                    if fault == "drop":
+                        self.close_connection = True
+                        return
+                    if fault in ("429", "500", "503", "400"):
+                        headers = {"Retry-After": str(fake.retry_after_s)} if fault == "429" else {}
+                        self._send(int(fault), {"error": {"message": f"injected {fault}", "type": "test"}}, headers)
+                        return
+                    if fake.latency_s:
+                        time.sleep(fake.latency_s)
+                    content = fake.reply(body, asked)
+                    cached = 5 if "CACHED=5" in user else 0
+                    with fake.lock:
+                        fake.paid.append(body)
+                    self._send(200, {
+                        "id": f"chatcmpl-{len(fake.requests)}",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": content}}],
+                        "usage": {"prompt_tokens": len(user) // 4 + 10, "completion_tokens": len(content) // 4 + 1,
+                                  "total_tokens": 0, "prompt_tokens_details": {"cached_tokens": cached}},
+                    })
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
 
         return Handler

@@ -201,8 +201,7 @@ def expand_pool(cfg: DictConfig) -> None:
             if name in roster:
                 raise ConfigError(f"pool.models lists {name} twice; pool members must be distinct")
             engine = OmegaConf.to_container(cfg.pool.engine, resolve=True)
-            if cfg.pool.base_url:
-                engine["base_url"] = cfg.pool.base_url
+            engine["base_url"] = cfg.pool.base_url or engine.get("base_url")
             spec = {"name": name, "path": name, "engine": engine, "price": cfg.pool.price,
                     "gpu_hour_usd": cfg.pool.gpu_hour_usd}
             roster[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), spec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,8 @@ def engine_identity(engine_cfg: Mapping[str, Any], path: str) -> str:
     kwargs = dict(engine_cfg.get("llm_kwargs") or {})
     kwargs.update({k: v for k, v in engine_cfg.items() if k != "llm_kwargs"})
     semantic = {k: kwargs[k] for k in SEMANTIC_ENGINE_KEYS if kwargs.get(k) is not None}
+    if "base_url" in kwargs and not kwargs["base_url"]:  # an API engine on the default endpoint
+        semantic["base_url"] = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     return json.dumps({"engine": engine_cfg.get("_target_"), "path": path, **semantic}, sort_keys=True)
 
 
