@@ -1,0 +1,96 @@
+"""Kill a run with SIGKILL midway; the re-run pays for nothing that was answered before the kill and ends with
+the files an uninterrupted run writes. Pool and judge are served by a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.fake_openai import FakeJudge, body_key
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+
+
+def command(run_dir: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "uf_experiments", "pool=served", "pool.models=[gen-a,gen-b,gen-c]",
+            "pool.engine.max_in_flight=2", "sampling.n=2", "judge=served", "judge.model.path=judge-x",
+            "judge.output=text", "aspect=[instruction_following,honesty]", "dataset.limit=10", "tracking=none",
+            f"cache.path={cache}", f"hydra.run.dir={run_dir}"]
+
+
+def env(server: FakeJudge) -> dict[str, str]:
+    return {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
+
+
+def cached_keys(cache: Path) -> int:
+    with sqlite3.connect(cache) as db:
+        return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+
+def comparable(run_dir: Path) -> tuple[list[dict], list[dict]]:
+    rated = pq.read_table(run_dir / "rated.parquet").to_pylist()
+    prefs = pq.read_table(run_dir / "preferences.parquet").to_pylist()
+    return rated, prefs
+
+
+def test_sigkill_then_rerun_pays_nothing_twice(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    with FakeJudge(latency_s=0.15) as server:
+        proc = subprocess.Popen(command(tmp_path / "killed", cache), cwd=REPO, env=env(server),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(server.paid) < 12 and time.monotonic() < deadline:  # 20 generation requests in all
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        before = {body_key(b) for b in server.paid}
+        committed = cached_keys(cache)
+        assert 10 <= committed < 20 + 20  # midway: some, not all, of the run's requests were answered
+
+        first_attempts = len(server.requests)
+        rerun = subprocess.run(command(tmp_path / "resumed", cache), cwd=REPO, env=env(server),
+                               capture_output=True, text=True, timeout=300)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        again = [body_key(b) for b in server.requests[first_attempts:]]
+        # Nothing committed before the kill is asked again; at most the requests in flight at the kill
+        # (answered by the server but not yet received) are, i.e. at most max_in_flight.
+        assert len(set(again) & before) <= 2
+        summary = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+        assert summary["counts"]["cache_hits"] >= committed
+        assert summary["counts"]["engine_calls"] == len(again)
+
+        clean = subprocess.run(command(tmp_path / "clean", tmp_path / "fresh-cache.sqlite"), cwd=REPO,
+                               env=env(server), capture_output=True, text=True, timeout=300)
+        assert clean.returncode == 0, clean.stderr[-3000:]
+    assert comparable(tmp_path / "resumed") == comparable(tmp_path / "clean")
+    assert len(comparable(tmp_path / "clean")[0]) == 10
+
+
+def test_rerun_of_a_finished_run_calls_nothing(tmp_path):
+    cache = tmp_path / "cache.sqlite"
+    with FakeJudge() as server:
+        first = subprocess.run(command(tmp_path / "a", cache), cwd=REPO, env=env(server), capture_output=True,
+                               text=True, timeout=300)
+        assert first.returncode == 0, first.stderr[-3000:]
+        calls = len(server.requests)
+        second = subprocess.run(command(tmp_path / "b", cache), cwd=REPO, env=env(server), capture_output=True,
+                                text=True, timeout=300)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert len(server.requests) == calls  # zero new calls
+    s1 = json.loads((tmp_path / "a" / "summary.json").read_text())
+    s2 = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert s1["counts"]["engine_calls"] == calls and s1["counts"]["cache_hits"] == 0
+    assert s2["counts"]["engine_calls"] == 0 and s2["counts"]["cache_hits"] == calls
+    assert s2["generation"]["by_model"]["gen-a"]["cache_hits"] == s1["generation"]["by_model"]["gen-a"]["engine_calls"]
+    assert comparable(tmp_path / "a") == comparable(tmp_path / "b")
