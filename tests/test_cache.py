@@ -1,0 +1,80 @@
+"""The request cache: keys, hits, failures not stored, and several processes writing one file at once."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+from uf_experiments.engines.cache import RequestCache, cache_key, engine_identity
+from uf_experiments.records import Completion, Request, Usage
+
+
+def req(i: int, **kw) -> Request:
+    base = dict(model="m", messages=({"role": "user", "content": f"q{i}"},), max_tokens=8, temperature=1.0, top_p=1.0,
+                seed=i)
+    return Request(**{**base, **kw})
+
+
+VLLM = {"_target_": "uf_experiments.engines.vllm_engine.VLLMEngine", "llm_kwargs": {"dtype": "float32",
+                                                                                   "gpu_memory_utilization": 0.9}}
+
+
+def test_key_covers_what_changes_the_answer():
+    ident = engine_identity(VLLM, "/models/a")
+    base = cache_key(ident, req(1))
+    for changed in (req(1, seed=2), req(1, temperature=0.5), req(1, top_p=0.9), req(1, max_tokens=9),
+                    req(1, response_format={"type": "object"}), req(2), req(1, model="n")):
+        assert cache_key(ident, changed) != base
+    assert cache_key(engine_identity(VLLM, "/models/b"), req(1)) != base  # another model
+    other_dtype = {**VLLM, "llm_kwargs": {"dtype": "bfloat16"}}
+    assert cache_key(engine_identity(other_dtype, "/models/a"), req(1)) != base
+    more_memory = {**VLLM, "llm_kwargs": {"dtype": "float32", "gpu_memory_utilization": 0.5}}
+    assert cache_key(engine_identity(more_memory, "/models/a"), req(1)) == base  # does not change answers
+    assert cache_key(ident, req(1, tag="routing only")) == base
+
+
+def test_openai_identity_includes_the_endpoint(monkeypatch):
+    api = {"_target_": "uf_experiments.engines.openai_engine.OpenAIEngine", "base_url": None, "max_in_flight": 4}
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    a = engine_identity(api, "gpt")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:2/v1")
+    assert engine_identity(api, "gpt") != a
+    assert engine_identity({**api, "max_in_flight": 64}, "gpt") == engine_identity(api, "gpt")
+
+
+def test_hits_misses_and_failures(tmp_path):
+    cache = RequestCache(tmp_path / "c.sqlite")
+    ok = Completion(req(1), "answer", Usage(3, 4, 1), "stop")
+    cache.put("e", ok)
+    cache.put("e", Completion(req(2), None, error="HTTP 500"))  # failures are asked again next time
+    cache.close()
+    cache = RequestCache(tmp_path / "c.sqlite")  # durable across processes / runs
+    got = cache.get_many("e", [req(1), req(2), req(3)])
+    assert list(got) == [req(1).key]
+    hit = got[req(1).key]
+    assert (hit.text, hit.usage, hit.finish_reason, hit.cached, hit.request) == ("answer", Usage(3, 4, 1), "stop", True, req(1))
+    assert cache.get_many("other-engine", [req(1)]) == {}
+    assert len(cache) == 1
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    cache = RequestCache(path)
+    for i in range(n):
+        cache.put("e", Completion(req(worker * 10_000 + i), f"w{worker}-{i}"))
+        if i % 20 == 0:
+            cache.get_many("e", [req(i) for i in range(50)])
+    cache.close()
+
+
+def test_parallel_processes_share_one_file(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 150)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    cache = RequestCache(path)
+    assert len(cache) == 600
+    got = cache.get_many("e", [req(3 * 10_000 + 149)])
+    assert next(iter(got.values())).text == "w3-149"
