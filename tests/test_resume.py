@@ -94,3 +94,26 @@ def test_rerun_of_a_finished_run_calls_nothing(tmp_path):
     assert s2["counts"]["engine_calls"] == 0 and s2["counts"]["cache_hits"] == calls
     assert s2["generation"]["by_model"]["gen-a"]["cache_hits"] == s1["generation"]["by_model"]["gen-a"]["engine_calls"]
     assert comparable(tmp_path / "a") == comparable(tmp_path / "b")
+
+
+def test_a_run_through_faults_pays_each_request_once(tmp_path):
+    """Prompts that make the server answer 429 / 500 / hang / drop first: the run completes, every request is
+    answered once from the run's view, and the server is paid once per unique request."""
+    faults = ["FAULTS=429;", "FAULTS=500,503;", "FAULTS=hang;", "FAULTS=drop;", "", "FAULTS=429,drop;"]
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt_id": f"p{i}", "source": "sharegpt",
+                                        "instruction": f"Question {i} {faults[i]}"}) + "\n" for i in range(6)))
+    with FakeJudge(hang_s=2.0, retry_after_s=0.1) as server:
+        cmd = command(tmp_path / "run", tmp_path / "cache.sqlite")
+        cmd = [c for c in cmd if not c.startswith("dataset.")] + [
+            "dataset=local", f"dataset.path={data}", "pool.engine.timeout_s=0.7", "pool.engine.max_retries=4"]
+        proc = subprocess.run(cmd, cwd=REPO, env=env(server), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        paid = [body_key(b) for b in server.paid]
+        retried = sum(1 for _, _, outcome in server.attempts if outcome != "ok")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["counts"]["generation_failures"] == 0 and summary["counts"]["completions"] == 12
+    # every injected fault was hit: per prompt 2 generation requests (2 models) and 2 judge requests (2 aspects;
+    # the judge prompt carries the instruction, and so its markers)
+    assert retried == (2 + 2) * (1 + 2 + 1 + 1 + 0 + 2)
+    assert len(paid) == len(set(paid)) == summary["counts"]["engine_calls"] == 12 + summary["counts"]["judge_requests"]
