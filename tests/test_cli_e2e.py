@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from types import SimpleNamespace
@@ -20,7 +21,10 @@ ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  #
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, with a request cache of its own (so every test really runs the engines)."""
     env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "sk-test-secret-do-not-log-1234567890", **(env or {})}
+    if not any(a.startswith("cache.") for a in args):
+        args = (*args, f"cache.path={tempfile.mkdtemp(prefix='uf-cache-')}/requests.sqlite")
     env.pop("WANDB_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "uf_experiments", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -6,7 +6,10 @@ import logging
 import sys
 from pathlib import Path
 
+import json
+
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from uf_experiments.config import ConfigError, register_configs
@@ -26,6 +29,24 @@ def _app(cfg: DictConfig) -> None:
     except ConfigError as exc:
         log.error("config error: %s", exc)
         sys.exit(f"error: {exc}")
+
+
+class PlanTotalCallback(Callback):
+    """After a ``-m ... plan=true`` sweep: print and save (``plan_total.json``) the grid total of the jobs' plans."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        from uf_experiments.costs import sweep_total
+
+        sweep = Path(config.hydra.sweep.dir)
+        plans = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/plan.json"))]
+        if not plans:
+            return
+        grid = sweep_total(plans)
+        (sweep / "plan_total.json").write_text(json.dumps(grid, indent=2))
+        t = grid["total"]
+        print(f"plan: sweep total over {grid['jobs']} jobs: {t['requests']} requests ({t['cached']} cached, "
+              f"{t['to_send']} to send), ~{t['est_prompt_tokens']:,} prompt + {t['est_output_tokens']:,} output "
+              f"tokens, est ${t['est_usd']:.4f}  -> {sweep / 'plan_total.json'}")
 
 
 def main() -> None:

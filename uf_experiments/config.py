@@ -161,6 +161,12 @@ class CacheConfig:
 
 
 @dataclass
+class PlanConfig:
+    generation_output_tokens: int | None = None  # plan.generation_output_tokens=300 (null: sampling.max_new_tokens)
+    judge_output_tokens: int | None = None  # plan.judge_output_tokens=400 (null: judge.max_new_tokens)
+
+
+@dataclass
 class OutputConfig:
     push_to_hub: str | None = None  # repo id; the rated and preference datasets are pushed there
     private: bool = True
@@ -178,6 +184,9 @@ class RunConfig:
     binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    plan: bool = False  # plan=true: print requests, tokens and $ per stage and model; call no model
+    planning: PlanConfig = field(default_factory=PlanConfig)
+    budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -237,6 +246,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be a positive number of prompts, or null for all")
     if not cfg.aspect:
         raise ConfigError("no judge aspect selected: pass e.g. aspect=[overall_rating]")
+    if cfg.budget_usd is not None and cfg.budget_usd < 0:
+        raise ConfigError(f"budget_usd={cfg.budget_usd} must be >= 0 (or null for no budget)")
     if cfg.judge.max_parse_retries < 0:
         raise ConfigError(f"judge.max_parse_retries={cfg.judge.max_parse_retries} must be >= 0")
     if cfg.binarize.score is not None and cfg.binarize.score not in cfg.aspect:

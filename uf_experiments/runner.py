@@ -16,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.binarize import binarize, completion_scores, pair_to_record
 from uf_experiments.config import build_engine, resolve_model_path, validate
+from uf_experiments.costs import Meter, add_request, empty_entry, format_plan, max_request_usd, total_of
 from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.data import load_prompts
-from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate
+from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate, request_for
 from uf_experiments.pool import generation_seed, sample_models
 from uf_experiments.records import Completion, Prompt, Request, Usage
 from uf_experiments.tracking import start_tracker
@@ -100,14 +101,24 @@ def _progress(desc: str, total: int) -> Any:
     return tqdm(total=total, desc=desc, unit="req", dynamic_ncols=True, leave=True)
 
 
+def _ticker(bar: Any, meter: Meter) -> Callable[[Completion], None]:
+    """Progress: one step per completion, live tokens and $ in the bar."""
+
+    def tick(_: Completion) -> None:
+        bar.update(1)
+        bar.set_postfix_str(meter.postfix(), refresh=False)
+
+    return tick
+
+
 class ModelRunner:
     """One model's engine behind the request cache: hits are answered from the cache, the engine is loaded on
     the first miss (a fully cached model is never loaded), every new completion is committed as it arrives,
     and ``close`` frees the engine."""
 
-    def __init__(self, model_cfg: DictConfig, cache: RequestCache | None, stats: StageStats,
+    def __init__(self, model_cfg: DictConfig, cache: RequestCache | None, stats: StageStats, meter: Meter,
                  on_result: Callable[[Completion], None] | None = None) -> None:
-        self.model_cfg, self.cache, self.stats, self.on_result = model_cfg, cache, stats, on_result
+        self.model_cfg, self.cache, self.stats, self.meter, self.on_result = model_cfg, cache, stats, meter, on_result
         self.path = resolve_model_path(model_cfg)
         self.identity = engine_identity(OmegaConf.to_container(model_cfg.engine, resolve=True), self.path)
         self.engine: Any = None
@@ -116,21 +127,44 @@ class ModelRunner:
     def _arrived(self, completion: Completion) -> None:
         if self.cache is not None:
             self.cache.put(self.identity, completion)
+        self.meter.add(completion, self.model_cfg)
         if self.on_result:
             self.on_result(completion)
+
+    def _within_budget(self, misses: list[Request]) -> tuple[list[Request], list[Completion]]:
+        """The misses that fit the budget (each priced at its upper bound), and refusals for the rest."""
+        if self.meter.budget is None:
+            return misses, []
+        if self.engine is None and self.model_cfg.gpu_hour_usd and not self.meter.admits(0.0):
+            send = []
+        else:
+            send, reserved = [], 0.0
+            for r in misses:
+                cost = max_request_usd(self.model_cfg, self.path, r.messages, r.max_tokens)
+                if not self.meter.admits(reserved + cost):
+                    break
+                send.append(r)
+                reserved += cost
+        refused = [Completion(r, None, error=f"not sent: budget_usd={self.meter.budget} could be exceeded")
+                   for r in misses[len(send):]]
+        self.meter.refused += len(refused)
+        return send, refused
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         hits = self.cache.get_many(self.identity, requests) if self.cache is not None else {}
         for c in hits.values():
             if self.on_result:
                 self.on_result(c)
-        misses = [r for r in requests if r.key not in hits]
-        made: dict[str, Completion] = {}
+        misses, refused = self._within_budget([r for r in requests if r.key not in hits])
+        made: dict[str, Completion] = {c.request.key: c for c in refused}
+        for c in refused:
+            if self.on_result:
+                self.on_result(c)
         if misses:
             if self.engine is None:
                 self._loaded_at = time.perf_counter()
                 self.engine = build_engine(self.model_cfg, self.path)
-            made = {c.request.key: c for c in self.engine.generate(misses, on_result=self._arrived)}
+            made.update((c.request.key, c) for c in self.engine.generate(misses, on_result=self._arrived))
         out = [hits.get(r.key) or made[r.key] for r in requests]
         self.stats.record(out)
         return out
@@ -141,7 +175,9 @@ class ModelRunner:
                 self.engine.close()
             finally:
                 self.engine = None
-                self.stats.engine_s[self.model_cfg.name] += time.perf_counter() - self._loaded_at
+                seconds = time.perf_counter() - self._loaded_at
+                self.stats.engine_s[self.model_cfg.name] += seconds
+                self.meter.add_gpu(seconds, self.model_cfg)
 
 
 # ---------------------------------------------------------------- generation
@@ -166,8 +202,8 @@ def generation_requests(cfg: DictConfig, prompts: Sequence[Prompt]) -> list[Requ
     return requests
 
 
-def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats,
-             cache: RequestCache | None) -> dict[str, Completion]:
+def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats, cache: RequestCache | None,
+             meter: Meter) -> dict[str, Completion]:
     """Every request, grouped by model in roster order, one engine at a time. Returns key -> completion."""
     by_model: dict[str, list[Request]] = defaultdict(list)
     for r in requests:
@@ -177,7 +213,7 @@ def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats,
     try:
         for name in cfg.pool.models:
             if by_model.get(name):
-                runner = ModelRunner(cfg.pool.models[name], cache, stats, lambda c: bar.update(1))
+                runner = ModelRunner(cfg.pool.models[name], cache, stats, meter, _ticker(bar, meter))
                 try:
                     out.update((c.request.key, c) for c in runner.generate(by_model[name]))
                 finally:
@@ -190,10 +226,11 @@ def generate(cfg: DictConfig, requests: Sequence[Request], stats: StageStats,
 # ---------------------------------------------------------------- judge
 
 
-def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats, cache: RequestCache | None) -> None:
+def judge(cfg: DictConfig, items: list[JudgeItem], stats: StageStats, cache: RequestCache | None,
+          meter: Meter) -> None:
     """Rate every item with the judge engine (loaded once, freed at the end), re-asking what did not parse."""
     bar = _progress("judge", len(items))
-    runner = ModelRunner(cfg.judge.model, cache, stats)
+    runner = ModelRunner(cfg.judge.model, cache, stats, meter, lambda c: bar.set_postfix_str(meter.postfix()))
     try:
         rate(items, runner.generate, cfg.judge, cfg.aspect, cfg.seed, on_done=bar.update)
     finally:
@@ -283,6 +320,53 @@ def judge_metrics(rows: Sequence[dict[str, Any]], aspects: Sequence[str], report
     }
 
 
+def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str) -> dict[str, Any]:
+    """Every request the run will send, what the cache already holds, estimated tokens and $. Calls no model."""
+    prompts = load_prompts(cfg.dataset).prompts
+    gen_requests = generation_requests(cfg, prompts)
+    gen_out = cfg.planning.generation_output_tokens or cfg.sampling.max_new_tokens
+    judge_out = cfg.planning.judge_output_tokens or cfg.judge.max_new_tokens
+    stages: dict[str, dict[str, dict[str, Any]]] = {"generation": {}, "judge": {}}
+    known: dict[str, Completion] = {}
+    for name, model in cfg.pool.models.items():
+        reqs = [r for r in gen_requests if r.model == name]
+        if not reqs:
+            continue
+        path = resolve_model_path(model)
+        hits = cache.get_many(engine_identity(OmegaConf.to_container(model.engine, resolve=True), path), reqs) if cache else {}
+        known.update(hits)
+        entry = stages["generation"].setdefault(name, empty_entry())
+        for r in reqs:
+            add_request(entry, model, path, r.messages, gen_out, r.key in hits)
+    jm = cfg.judge.model
+    jpath = resolve_model_path(jm)
+    jid = engine_identity(OmegaConf.to_container(jm.engine, resolve=True), jpath)
+    entry = stages["judge"].setdefault(jm.name, empty_entry())
+    placeholder = "x " * max(gen_out - 1, 0)  # a completion of the assumed length (~1 token per "x ")
+    by_prompt: dict[str, list[Request]] = defaultdict(list)
+    for r in gen_requests:
+        by_prompt[r.tag].append(r)
+    for p in prompts:
+        reqs = by_prompt[p.prompt_id]
+        exact = all(r.key in known for r in reqs)
+        texts = [known[r.key].text if exact else placeholder for r in reqs]
+        items = make_items(p, texts, cfg.aspect, cfg.seed, cfg.judge.swap)
+        judge_reqs = [request_for(it, cfg.judge, cfg.aspect[it.aspect], cfg.seed) for it in items]
+        hits = cache.get_many(jid, judge_reqs) if cache and exact else {}
+        for r in judge_reqs:
+            add_request(entry, jm, jpath, r.messages, judge_out, r.key in hits)
+    for stage in stages.values():
+        for e in stage.values():
+            e["est_usd"] = round(e["est_usd"], 6)
+    notes = [f"outputs assumed {gen_out} tokens per completion and {judge_out} per judge reply (upper bounds "
+             "unless planning.*_output_tokens is set); judge re-asks are not counted"]
+    if any(m.gpu_hour_usd for m in [*cfg.pool.models.values(), jm]):
+        notes.append("self-hosted engines are charged gpu_hour_usd on measured engine time: shown after the run")
+    if not all(e["exact_prompt_tokens"] for st in stages.values() for e in st.values()):
+        notes.append("~ marks prompt tokens estimated at 4 characters a token (no tokenizer available)")
+    return {"label": label, "prompts": len(prompts), "stages": stages, "total": total_of(stages), "notes": notes}
+
+
 def flip_rates(outcomes: dict[tuple[str, str], Outcome], aspects: Sequence[str]) -> dict[str, float | None]:
     """Per aspect: flipped / compared completion pairs between the two presentation orders (judge.swap)."""
     out = {}
@@ -313,18 +397,29 @@ def _hydra_context(cfg: DictConfig) -> tuple[Path, str | None, str]:
         return Path.cwd(), None, cfg.experiment
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    overrides = ",".join(o for o in hc.overrides.task if not o.startswith("experiment="))
+    overrides = ",".join(o for o in hc.overrides.task if not o.startswith(("experiment=", "plan=")))
     multirun = _enum(hc.mode) in ("MULTIRUN", "RunMode.MULTIRUN", "2")
     group = cfg.tracking.get("group") or (Path(hc.sweep.dir).name if multirun else None)
     return run_dir, group, overrides or cfg.experiment
 
 
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Run one job; returns the summary that is also written to ``summary.json``."""
+    """Run one job; returns the summary that is also written to ``summary.json`` (with ``plan=true``: the plan,
+    written to ``plan.json``, and no model is called)."""
     validate(cfg)
     hydra_dir, group, name = _hydra_context(cfg)
     run_dir = Path(run_dir or hydra_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.plan:
+        cache = RequestCache(cfg.cache.path) if cfg.cache.enabled and Path(cfg.cache.path).exists() else None
+        try:
+            plan = plan_run(cfg, cache, name)
+        finally:
+            if cache is not None:
+                cache.close()
+        (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
+        log.info("\n%s", format_plan(plan))
+        return plan
     t0 = time.perf_counter()
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     tracker = start_tracker(cfg.tracking, run_dir, plain, group, name)  # type: ignore[arg-type]
@@ -354,7 +449,8 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     gen_stats = StageStats()
     t = time.perf_counter()
     gen_requests = generation_requests(cfg, prompts)
-    completions = generate(cfg, gen_requests, gen_stats, cache)
+    meter = Meter(cfg.budget_usd)
+    completions = generate(cfg, gen_requests, gen_stats, cache, meter)
     gen_stats.wall_s = wall["generation"] = time.perf_counter() - t
 
     judge_stats = StageStats()
@@ -363,7 +459,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     aspect_cfgs = cfg.aspect
     items = [it for p in prompts if comps.get(p.prompt_id)
              for it in make_items(p, [c.text for c in comps[p.prompt_id]], aspect_cfgs, cfg.seed, cfg.judge.swap)]
-    judge(cfg, items, judge_stats, cache)
+    judge(cfg, items, judge_stats, cache, meter)
     grouped: dict[tuple[str, str], list[JudgeItem]] = defaultdict(list)
     for it in items:
         grouped[(it.prompt.prompt_id, it.aspect)].append(it)
@@ -391,6 +487,8 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     wall["total"] = time.perf_counter() - t0
     summary: dict[str, Any] = {
         "experiment": cfg.experiment,
+        "stopped": (f"budget_usd={cfg.budget_usd} reached: {meter.refused} requests not sent" if meter.refused
+                    else None),
         "run_dir": str(run_dir),
         "counts": {
             "rows_read": loaded.rows,

@@ -1,0 +1,169 @@
+"""Costs before and during a run: token estimates, the plan (dry run), the live meter and the budget.
+
+- ``price`` (per 1M input / cached input / output tokens) applies to API engines; ``gpu_hour_usd`` to
+  self-hosted ones, charged on measured engine wall time (a plan cannot know that time, so it shows GPU hours
+  only after a run).
+- A plan counts every request the run will send, asks the request cache which are already answered (free), and
+  estimates tokens: prompts exactly with the model's tokenizer where one is available (tiktoken for OpenAI
+  models, the local tokenizer for a vLLM model on disk), else ~4 characters a token; outputs by
+  ``plan.generation_output_tokens`` / ``plan.judge_output_tokens`` (null: the max_new_tokens, an upper bound).
+  Judge prompts are built exactly when a prompt's completions are already cached, else from the template with
+  completions of the assumed length. Re-asks of unparseable judge replies are not in the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from uf_experiments.records import Completion, Message, Usage
+
+log = logging.getLogger(__name__)
+
+
+def api_usd(price: Any, u: Usage) -> float:
+    fresh = u.prompt_tokens - u.cached_tokens
+    return (fresh * price.input_per_1m + u.cached_tokens * price.cached_input_per_1m
+            + u.completion_tokens * price.output_per_1m) / 1e6
+
+
+def _is_api(model: Any) -> bool:
+    return "openai" in str(model.engine.get("_target_", "")).lower()
+
+
+@lru_cache(maxsize=64)
+def _counter(kind: str, name: str) -> Callable[[Sequence[Message]], int] | None:
+    """A token counter for a model's chat messages, or None when no tokenizer is at hand (offline, no file)."""
+    if kind == "api":
+        try:
+            import tiktoken
+
+            try:
+                enc = tiktoken.encoding_for_model(name)
+            except KeyError:
+                enc = tiktoken.get_encoding("o200k_base")
+            # ~4 tokens of chat framing per message, 3 to prime the reply (OpenAI's cookbook rule)
+            return lambda msgs: sum(4 + len(enc.encode(m["content"])) for m in msgs) + 3
+        except Exception:  # noqa: BLE001 - tiktoken fetches its vocabularies on first use; offline it cannot
+            return None
+    if Path(name).is_dir():
+        try:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+            def count(msgs: Sequence[Message]) -> int:
+                text = tok.apply_chat_template(list(msgs), add_generation_prompt=True, tokenize=False)
+                return len(tok(text, add_special_tokens=False)["input_ids"])
+
+            return count
+        except Exception:  # noqa: BLE001
+            return None
+    return None
+
+
+def count_prompt_tokens(model: Any, path: str, messages: Sequence[Message]) -> tuple[int, bool]:
+    """(tokens, exact): exact with a tokenizer, else ~4 characters a token."""
+    counter = _counter("api" if _is_api(model) else "local", path)
+    if counter is not None:
+        return int(counter(messages)), True
+    return sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages), False
+
+
+class Meter:
+    """Money spent so far in a run (all stages), for the progress bar and ``budget_usd``."""
+
+    def __init__(self, budget_usd: float | None = None) -> None:
+        self.budget = budget_usd
+        self.usd = 0.0
+        self.tokens = 0
+        self.refused = 0  # requests not sent because they could exceed the budget
+
+    def add(self, completion: Completion, model: Any) -> None:
+        if completion.cached or completion.text is None and not completion.usage.prompt_tokens:
+            return
+        self.usd += api_usd(model.price, completion.usage)
+        self.tokens += completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+    def add_gpu(self, seconds: float, model: Any) -> None:
+        self.usd += seconds / 3600 * model.gpu_hour_usd
+
+    def admits(self, estimate_usd: float) -> bool:
+        """True if spending ``estimate_usd`` more (an upper bound) keeps the run within the budget."""
+        return self.budget is None or self.usd + estimate_usd <= self.budget + 1e-12
+
+    def postfix(self) -> str:
+        budget = f" of ${self.budget:.2f}" if self.budget is not None else ""
+        return f"{self.tokens:,} tok ${self.usd:.4f}{budget}"
+
+
+def max_request_usd(model: Any, path: str, messages: Sequence[Message], max_tokens: int) -> float:
+    """An upper bound of one API request's cost: its prompt tokens plus max_tokens of output."""
+    if not _is_api(model):
+        return 0.0
+    prompt, _ = count_prompt_tokens(model, path, messages)
+    return api_usd(model.price, Usage(prompt, max_tokens, 0))
+
+
+# ---------------------------------------------------------------- plans
+
+
+def empty_entry() -> dict[str, Any]:
+    return {"requests": 0, "cached": 0, "to_send": 0, "est_prompt_tokens": 0, "est_output_tokens": 0,
+            "est_usd": 0.0, "exact_prompt_tokens": True}
+
+
+def add_request(entry: dict[str, Any], model: Any, path: str, messages: Sequence[Message], output_tokens: int,
+                cached: bool) -> None:
+    entry["requests"] += 1
+    if cached:
+        entry["cached"] += 1
+        return
+    tokens, exact = count_prompt_tokens(model, path, messages)
+    entry["to_send"] += 1
+    entry["est_prompt_tokens"] += tokens
+    entry["est_output_tokens"] += output_tokens
+    entry["exact_prompt_tokens"] &= exact
+    if _is_api(model):
+        entry["est_usd"] += api_usd(model.price, Usage(tokens, output_tokens, 0))
+
+
+def total_of(stages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    out = empty_entry()
+    for by_model in stages.values():
+        for e in by_model.values():
+            for k in ("requests", "cached", "to_send", "est_prompt_tokens", "est_output_tokens", "est_usd"):
+                out[k] += e[k]
+            out["exact_prompt_tokens"] &= e["exact_prompt_tokens"]
+    out["est_usd"] = round(out["est_usd"], 6)
+    return out
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    lines = [f"plan: {plan['label']}  ({plan['prompts']} prompts)",
+             f"{'stage':<11}{'model':<28}{'requests':>9}{'cached':>8}{'to send':>9}{'prompt tok':>12}{'output tok':>12}{'est $':>11}"]
+    for stage, by_model in plan["stages"].items():
+        for name, e in by_model.items():
+            approx = "" if e["exact_prompt_tokens"] else "~"
+            lines.append(f"{stage:<11}{name:<28}{e['requests']:>9}{e['cached']:>8}{e['to_send']:>9}"
+                         f"{approx + format(e['est_prompt_tokens'], ','):>12}{e['est_output_tokens']:>12,}{e['est_usd']:>11.4f}")
+    t = plan["total"]
+    lines.append(f"{'total':<39}{t['requests']:>9}{t['cached']:>8}{t['to_send']:>9}{t['est_prompt_tokens']:>12,}"
+                 f"{t['est_output_tokens']:>12,}{t['est_usd']:>11.4f}")
+    if plan.get("notes"):
+        lines += [f"note: {n}" for n in plan["notes"]]
+    return "\n".join(lines)
+
+
+def sweep_total(plans: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The grid total of a sweep's per-job plans."""
+    total = empty_entry()
+    for p in plans:
+        for k in ("requests", "cached", "to_send", "est_prompt_tokens", "est_output_tokens", "est_usd"):
+            total[k] += p["total"][k]
+        total["exact_prompt_tokens"] &= p["total"]["exact_prompt_tokens"]
+    total["est_usd"] = round(total["est_usd"], 6)
+    return {"jobs": len(plans), "total": total}
