@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tests.wandb_reader import read_run
+
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 REPO = Path(__file__).resolve().parents[1]
 TINY_ROSTER = ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
@@ -101,6 +103,18 @@ def test_pairs_and_summary_agree(demo_run):
 def test_wandb_offline_run_and_no_secret(demo_run):
     runs = list((demo_run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
+    run = read_run(runs[0])  # read back from the .wandb file itself
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert run["group"] == "" and run["job_type"] == "demo"  # a single run has no sweep group
+    assert run["name"] == "dataset.limit=6,pool.size=3,sampling.n=2,seed=7"
+    assert run["config"]["pool"]["size"] == 3 and run["config"]["seed"] == 7
+    assert run["summary"]["cost_usd/total"] == summary["cost_usd"]["total"]
+    assert run["summary"]["counts/pairs"] == summary["counts"]["pairs"]
+    assert run["summary"]["metrics/parse_failure_rate"] == summary["metrics"]["parse_failure_rate"]
+    assert run["summary"]["rated/nrows"] == 12 and run["summary"]["pairs/nrows"] == summary["counts"]["pairs"]
+    files = next(v for k, v in run["artifacts"].items() if k.startswith("run-files-"))  # the run-dir artifact
+    assert {"rated.parquet", "preferences.parquet", "summary.json", "preferences/state.json"} <= set(files)
+    assert Path(files["summary.json"]).read_bytes() == (demo_run / "summary.json").read_bytes()
     tables = list((demo_run / "wandb").glob("offline-run-*/files/media/table/rated_*.table.json"))
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
@@ -125,14 +139,14 @@ def test_reproducible_with_same_seed(demo_run, tmp_path):
 
 def test_multirun_sweep_has_one_dir_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "pool.size=2,4", "sampling.n=2", "dataset.limit=3", "tracking=none",
-                   f"hydra.sweep.dir={sweep}", cwd=REPO)
+    proc = run_cli("-m", "pool.size=2,4", "sampling.n=2", "dataset.limit=3", f"hydra.sweep.dir={sweep}", cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [j.name for j in jobs] == [
-        "0_dataset.limit=3,pool.size=2,sampling.n=2,tracking=none",
-        "1_dataset.limit=3,pool.size=4,sampling.n=2,tracking=none",
-    ]
+    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2", "1_dataset.limit=3,pool.size=4,sampling.n=2"]
+    for job in jobs:  # one offline W&B run per job, all in the sweep's group, named by the overrides
+        run = read_run(next((job / "wandb").glob("offline-run-*/run-*.wandb")))
+        assert run["group"] == "sweep" and run["job_type"] == "demo"
+        assert run["name"] == job.name.split("_", 1)[1]
     for job, size in zip(jobs, (2, 4)):
         df = pd.read_parquet(job / "rated.parquet")
         assert len(df) == 3

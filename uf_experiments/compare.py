@@ -73,7 +73,8 @@ def default_out(paths: Sequence[str | Path]) -> Path:
     """``SWEEP_DIR/compare`` when the only input is a sweep dir; otherwise the caller must say (``--out``)."""
     if len(paths) == 1 and not (Path(paths[0]) / SUMMARY).is_file():
         return Path(paths[0]) / "compare"
-    raise CompareError("--out DIR is required unless the only argument is a sweep dir (it defaults to SWEEP_DIR/compare)")
+    raise CompareError("--out DIR is required unless the only argument is a sweep dir "
+                       "(it defaults to SWEEP_DIR/compare)")
 
 
 # --------------------------------------------------------------------------------------------------- the table
@@ -239,8 +240,9 @@ def plot_usd_per_pair(rows: Sequence[Row], path: Path) -> Path:
         x = range(len(rows))
         ax_usd.bar(x, [r["usd_per_pair"] or 0 for r in rows], color="tab:blue")
         ax_pairs.bar(x, [r["pairs"] or 0 for r in rows], color="tab:green")
+        crowded = len(rows) > 4
         for ax in (ax_usd, ax_pairs):
-            ax.set_xticks(list(x), labels, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center",
+            ax.set_xticks(list(x), labels, rotation=30 if crowded else 0, ha="right" if crowded else "center",
                           fontsize="small")
             ax.set_xlabel("run")
         for i, r in enumerate(rows):

@@ -397,7 +397,7 @@ def _hydra_context(cfg: DictConfig) -> tuple[Path, str | None, str]:
         return Path.cwd(), None, cfg.experiment
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    overrides = ",".join(o for o in hc.overrides.task if not o.startswith(("experiment=", "plan=")))
+    overrides = ",".join(sorted(o for o in hc.overrides.task if not o.startswith(("experiment=", "plan=", "cache."))))
     multirun = _enum(hc.mode) in ("MULTIRUN", "RunMode.MULTIRUN", "2")
     group = cfg.tracking.get("group") or (Path(hc.sweep.dir).name if multirun else None)
     return run_dir, group, overrides or cfg.experiment
@@ -523,6 +523,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     tracker.log_table("pairs", ["prompt", "chosen", "rejected", "score_chosen", "score_rejected", "chosen_model", "rejected_model"],
                       [[p.prompt, p.chosen, p.rejected, p.score_chosen, p.score_rejected, p.chosen_model, p.rejected_model] for p in report.pairs])
     tracker.log_summary(summary)
+    tracker.log_files([run_dir / f for f in ("rated.parquet", "preferences.parquet", "summary.json", "preferences")])
 
     if cfg.output.push_to_hub:
         repo = cfg.output.push_to_hub

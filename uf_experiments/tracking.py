@@ -34,6 +34,7 @@ def logged_in() -> bool:
 class NullTracker:
     def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None: ...
     def log_summary(self, summary: dict[str, Any]) -> None: ...
+    def log_files(self, paths: list[Path]) -> None: ...
     def finish(self, exit_code: int = 0) -> None: ...
 
 
@@ -69,6 +70,16 @@ class WandbTracker:
     def log_summary(self, summary: dict[str, Any]) -> None:
         for key, value in _flatten(summary).items():
             self.run.summary[key] = value
+
+    def log_files(self, paths: list[Path]) -> None:
+        """The run-dir files as one artifact, ``run-files-<run id>`` (directories, e.g. the HF dataset, whole)."""
+        artifact = self._wandb.Artifact(name=f"run-files-{self.run.id}", type="run-files")
+        for path in paths:
+            if path.is_dir():
+                artifact.add_dir(str(path), name=path.name)
+            elif path.exists():
+                artifact.add_file(str(path), name=path.name)
+        self.run.log_artifact(artifact)
 
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
