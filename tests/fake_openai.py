@@ -46,6 +46,7 @@ class FakeJudge:
         self.requests: list[dict[str, Any]] = []  # every attempt's body
         self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
         self.paid: list[dict[str, Any]] = []  # bodies answered with 200
+        self.usages: list[tuple[str, int, int, int]] = []  # (model, prompt, completion, cached tokens) billed
         self.in_flight = self.max_in_flight = 0
         self.seen: dict[str, int] = {}  # attempts per body key (retries of one request)
         self.asked: dict[str, int] = {}  # times each user message was asked (a judge re-ask has a new seed)
@@ -163,8 +164,10 @@ class FakeJudge:
                         time.sleep(fake.latency_s)
                     content = fake.reply(body, asked)
                     cached = 5 if "CACHED=5" in user else 0
+                    prompt_tokens, completion_tokens = len(user) // 4 + 10, len(content) // 4 + 1
                     with fake.lock:
                         fake.paid.append(body)
+                        fake.usages.append((body["model"], prompt_tokens, completion_tokens, cached))
                     self._send(200, {
                         "id": f"chatcmpl-{len(fake.requests)}",
                         "object": "chat.completion",
@@ -172,7 +175,7 @@ class FakeJudge:
                         "model": body["model"],
                         "choices": [{"index": 0, "finish_reason": "stop",
                                      "message": {"role": "assistant", "content": content}}],
-                        "usage": {"prompt_tokens": len(user) // 4 + 10, "completion_tokens": len(content) // 4 + 1,
+                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                   "total_tokens": 0, "prompt_tokens_details": {"cached_tokens": cached}},
                     })
                 finally:

@@ -10,13 +10,26 @@ import json
 
 import hydra
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.config import ConfigError, register_configs
 
 log = logging.getLogger("uf_experiments")
 
 register_configs()
+
+
+def short_dirname(name: str, limit: int = 120) -> str:
+    """A run dir name from the overrides, shortened with a hash when many overrides would pass the file-name
+    limit (255 bytes)."""
+    import hashlib
+
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 10]}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+OmegaConf.register_new_resolver("uf_short", short_dirname, replace=True)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra config root, outside the package
 
 
