@@ -101,6 +101,13 @@ class SamplingConfig:
 
 
 @dataclass
+class PrinciplesConfig:
+    name: str = "none"
+    # source -> principle -> weight (normalised); `default` covers other sources; empty: no system prompt
+    distribution: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
 class AspectConfig:
     name: str = MISSING
     template: str = MISSING  # file under uf_experiments/judge/templates/
@@ -179,6 +186,7 @@ class RunConfig:
     dataset: DatasetConfig = MISSING
     pool: PoolConfig = MISSING
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    principles: PrinciplesConfig = field(default_factory=PrinciplesConfig)
     judge: JudgeConfig = MISSING
     aspect: dict[str, AspectConfig] = field(default_factory=dict)
     binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
@@ -246,6 +254,13 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be a positive number of prompts, or null for all")
     if not cfg.aspect:
         raise ConfigError("no judge aspect selected: pass e.g. aspect=[overall_rating]")
+    for source, weights in cfg.principles.distribution.items():
+        from uf_experiments.principles import KNOWN
+
+        unknown = [p for p in weights if p not in KNOWN]
+        if unknown or any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
+            raise ConfigError(f"principles.distribution.{source}: weights must be >= 0 with a positive sum, over "
+                              f"{', '.join(KNOWN)} (got {dict(weights)})")
     if cfg.budget_usd is not None and cfg.budget_usd < 0:
         raise ConfigError(f"budget_usd={cfg.budget_usd} must be >= 0 (or null for no budget)")
     if cfg.judge.max_parse_retries < 0:

@@ -21,6 +21,8 @@ from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.data import load_prompts
 from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate, request_for
 from uf_experiments.pool import generation_seed, sample_models
+from uf_experiments.principles import choose as choose_principle
+from uf_experiments.principles import name_of as principle_name
 from uf_experiments.records import Completion, Prompt, Request, Usage
 from uf_experiments.tracking import start_tracker
 
@@ -184,14 +186,17 @@ class ModelRunner:
 
 
 def generation_requests(cfg: DictConfig, prompts: Sequence[Prompt]) -> list[Request]:
+    """One request per (prompt, chosen model), each under its own principle's system prompt (if any)."""
     roster = list(cfg.pool.models)
     requests = []
     for p in prompts:
         for model in sample_models(roster, cfg.pool.size, cfg.sampling.n, cfg.seed, p.prompt_id):
+            _, system = choose_principle(cfg.principles.distribution, p.source, cfg.seed, p.prompt_id, model, 0)
+            user = {"role": "user", "content": p.instruction}
             requests.append(
                 Request(
                     model=model,
-                    messages=({"role": "user", "content": p.instruction},),
+                    messages=({"role": "system", "content": system}, user) if system else (user,),
                     max_tokens=cfg.sampling.max_new_tokens,
                     temperature=cfg.sampling.temperature,
                     top_p=cfg.sampling.top_p,
@@ -258,11 +263,13 @@ def build_rows(prompts: Sequence[Prompt], comps: dict[str, list[Completion]], ou
         done = comps.get(p.prompt_id)
         if not done:
             continue
+        systems = [c.request.messages[0]["content"] if c.request.messages[0]["role"] == "system" else None for c in done]
         row: dict[str, Any] = {
             "prompt_id": p.prompt_id,
             "source": p.source,
             "instruction": p.instruction,
-            "principles": ["none"] * len(done),
+            "principles": [principle_name(s) for s in systems],
+            "system_prompts": systems,
             "generations": [c.text for c in done],
             "generation_models": [c.request.model for c in done],
             "judge_model": judge_model,
