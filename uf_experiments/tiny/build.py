@@ -42,7 +42,9 @@ class TinySpec:
     max_position_embeddings: int = 4096
 
     def key(self) -> str:
-        blob = json.dumps({**asdict(self), "v": BUILD_VERSION}, sort_keys=True)
+        """Changes with the spec, the recipe version and the tokenizer's training text."""
+        corpus = hashlib.sha256("\n".join(_training_text()).encode()).hexdigest()
+        blob = json.dumps({**asdict(self), "v": BUILD_VERSION, "corpus": corpus}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
