@@ -38,7 +38,7 @@ EXPECTED = [
         {"correct_answers": ["Nothing in particular happens", "It makes a sound"],
          "incorrect_answers": ["You will get arthritis"]},
     ),
-    Prompt("flan-1", "flan", FRENCH, {}),
+    Prompt("flan-1", "flan", FRENCH, {}, index=1),
 ]
 
 
@@ -111,7 +111,7 @@ def test_local_csv_round_trips_values(tmp_path, load_local):
     rows = [{k: r[k] for k in ("prompt_id", "source", "instruction")} for r in ROWS]
     report = load_local(write(tmp_path / "prompts.csv", rows))
 
-    assert report.prompts == [Prompt("tq-1", "truthful_qa", KNUCKLES, {}), Prompt("flan-1", "flan", FRENCH, {})]
+    assert report.prompts == [Prompt("tq-1", "truthful_qa", KNUCKLES, {}), Prompt("flan-1", "flan", FRENCH, {}, index=1)]
 
 
 def test_local_suffix_is_case_insensitive(tmp_path, load_local):
@@ -128,7 +128,7 @@ def test_local_column_mapping(tmp_path, load_local, suffix):
         "dataset.columns.instruction=prompt", "dataset.columns.prompt_id=id", "dataset.columns.source=origin",
     )
     assert report.prompts == [Prompt("a1", "sharegpt", "Write a haiku about rain."),
-                              Prompt("a2", "flan", "List three prime numbers.")]
+                              Prompt("a2", "flan", "List three prime numbers.", index=1)]
 
 
 def test_local_instruction_mapping_alone(tmp_path, load_local):

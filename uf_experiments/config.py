@@ -133,6 +133,12 @@ class JudgeConfig:
 
 
 @dataclass
+class ShardConfig:
+    index: int = 0  # dataset.shard.index=i: this job's share, 0 <= i < count
+    count: int = 1  # dataset.shard.count=k: split the prompts into k disjoint shards (prompt i -> shard i % k)
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     kind: DatasetKind = DatasetKind.demo
@@ -143,6 +149,7 @@ class DatasetConfig:
     columns: dict[str, str] = field(default_factory=dict)  # our name -> the dataset's column
     source: str | None = None  # source label when the dataset has no source column
     limit: int | None = None  # keep the first N prompts
+    shard: ShardConfig = field(default_factory=ShardConfig)
 
 
 @dataclass
@@ -250,6 +257,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
     if not 1 <= cfg.sampling.n <= cfg.pool.size:
         raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} (n distinct models per prompt)")
+    if not 0 <= cfg.dataset.shard.index < cfg.dataset.shard.count:
+        raise ConfigError(f"dataset.shard.index={cfg.dataset.shard.index} must be in 0..dataset.shard.count-1 "
+                          f"(count={cfg.dataset.shard.count})")
     if cfg.dataset.limit is not None and cfg.dataset.limit < 1:
         raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be a positive number of prompts, or null for all")
     if not cfg.aspect:

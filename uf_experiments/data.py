@@ -8,6 +8,10 @@ Every loader maps the dataset's columns onto ours (``dataset.columns``: our name
 - a repeated instruction keeps its first occurrence; later ones are skipped and counted (``skipped_duplicate``);
 - ``prompt_id`` comes from the data when mapped, else a stable hash of source + instruction;
 - a missing source becomes ``dataset.source`` (or ``"unknown"``).
+
+``dataset.shard.count=k dataset.shard.index=i`` keeps prompts i, i+k, i+2k, ... (after ``dataset.limit``): the k
+shards are disjoint and cover the dataset, and since every random choice is seeded by the prompt id, a prompt gets
+the same models, seeds and order in its shard as in an unsharded run.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ def to_prompts(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str], de
         source = row.get(columns.get("source", "source")) or default_source or "unknown"
         pid = _id_text(row.get(columns.get("prompt_id", "prompt_id"))) or _stable_id(str(source), instruction)
         extras = {name: row[columns.get(name, name)] for name in EXTRA_COLUMNS if row.get(columns.get(name, name)) is not None}
-        report.prompts.append(Prompt(pid, str(source), instruction, extras))
+        report.prompts.append(Prompt(pid, str(source), instruction, extras, index=len(report.prompts)))
         if limit is not None and len(report.prompts) >= limit:
             break
     if report.rows == 0:
@@ -114,4 +118,9 @@ def load_prompts(cfg: Any) -> LoadReport:
         rows, origin = _local_rows(cfg.path), f"dataset.path={cfg.path}"
     else:
         rows, origin = _hub_rows(cfg.repo_id, cfg.subset, cfg.split), f"dataset {cfg.repo_id} (split {cfg.split})"
-    return to_prompts(rows, columns, cfg.source, cfg.limit, origin)
+    report = to_prompts(rows, columns, cfg.source, cfg.limit, origin)
+    shard = getattr(cfg, "shard", None)
+    if shard is not None and shard.count > 1:
+        # after the limit, so the shards of a limited run cover exactly the unsharded run's prompts
+        report.prompts = [p for i, p in enumerate(report.prompts) if i % shard.count == shard.index]
+    return report

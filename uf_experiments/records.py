@@ -16,6 +16,7 @@ class Prompt:
     source: str
     instruction: str
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. correct_answers / world knowledge
+    index: int = 0  # position in the loaded dataset (before sharding): the order of merged shards
 
 
 @dataclass(frozen=True)

@@ -266,6 +266,7 @@ def build_rows(prompts: Sequence[Prompt], comps: dict[str, list[Completion]], ou
         systems = [c.request.messages[0]["content"] if c.request.messages[0]["role"] == "system" else None for c in done]
         row: dict[str, Any] = {
             "prompt_id": p.prompt_id,
+            "prompt_index": p.index,
             "source": p.source,
             "instruction": p.instruction,
             "principles": [principle_name(s) for s in systems],
@@ -374,14 +375,14 @@ def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str) -> dict[st
     return {"label": label, "prompts": len(prompts), "stages": stages, "total": total_of(stages), "notes": notes}
 
 
-def flip_rates(outcomes: dict[tuple[str, str], Outcome], aspects: Sequence[str]) -> dict[str, float | None]:
-    """Per aspect: flipped / compared completion pairs between the two presentation orders (judge.swap)."""
-    out = {}
-    for a in aspects:
-        flips = sum(o.flips for (_, asp), o in outcomes.items() if asp == a)
-        compared = sum(o.compared for (_, asp), o in outcomes.items() if asp == a)
-        out[a] = round(flips / compared, 4) if compared else None
-    return out
+def flip_counts(outcomes: dict[tuple[str, str], Outcome], aspects: Sequence[str]) -> dict[str, list[int]]:
+    """Per aspect: [flipped, compared] completion pairs between the two presentation orders (judge.swap)."""
+    return {a: [sum(o.flips for (_, asp), o in outcomes.items() if asp == a),
+                sum(o.compared for (_, asp), o in outcomes.items() if asp == a)] for a in aspects}
+
+
+def flip_rates(counts: dict[str, list[int]]) -> dict[str, float | None]:
+    return {a: round(f / c, 4) if c else None for a, (f, c) in counts.items()}
 
 
 def write_outputs(run_dir: Path, rows: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> tuple[Any, Any]:
@@ -488,8 +489,9 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     judging = judge_stats.to_dict(models)
     total_usd = round(generation["cost_usd"] + judging["cost_usd"], 6)
     metrics = judge_metrics(rows, aspects, report, cfg.binarize.score, mean_over)
-    if cfg.judge.swap:
-        metrics["flip_rate_by_aspect"] = flip_rates(outcomes, aspects)
+    flips = flip_counts(outcomes, aspects) if cfg.judge.swap else None
+    if flips is not None:
+        metrics["flip_rate_by_aspect"] = flip_rates(flips)
     metrics["usd_per_pair"] = round(total_usd / len(pairs), 6) if pairs else None
     wall["total"] = time.perf_counter() - t0
     summary: dict[str, Any] = {
@@ -515,6 +517,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
             "ties": report.ties,
             "ties_dropped": report.ties_dropped,
             "skipped_unscored": report.skipped_unscored,
+            **({"flips_by_aspect": flips} if flips is not None else {}),
         },
         "generation": generation,
         "judge": judging,

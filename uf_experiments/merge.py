@@ -1,0 +1,129 @@
+"""Merge the run dirs of one sharded run into one: ``uf-experiments-merge OUT SHARD_DIRS_OR_SWEEP_DIR...``.
+
+The shards must be the same run apart from ``dataset.shard.index`` (same config otherwise, indices 0..k-1 each
+once). Rows and pairs are put back in dataset order (``prompt_index``); counts, tokens, costs and engine times
+are summed; rates and other metrics are recomputed from the merged rows and pairs. Because every random choice is
+seeded by the prompt id, the result equals an unsharded run's files (engine wall times aside).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from uf_experiments.binarize import BinarizeReport
+from uf_experiments.compare import CompareError, find_runs
+from uf_experiments.records import Pair
+
+
+DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate")
+
+
+class MergeError(Exception):
+    """Shards that cannot be merged; reported as one line, exit code 2."""
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Sum numbers (recursively); lists of numbers (flip counts) element-wise; anything else is kept."""
+    for key, value in other.items():
+        if isinstance(value, bool) or value is None:
+            into.setdefault(key, value)
+        elif isinstance(value, (int, float)):
+            into[key] = round(into.get(key, 0) + value, 6) if isinstance(value, float) else into.get(key, 0) + value
+        elif isinstance(value, dict):
+            _add(into.setdefault(key, {}), value)
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            into[key] = [a + b for a, b in zip(into.get(key, [0] * len(value)), value)]
+        else:
+            into.setdefault(key, value)
+
+
+def _shard_config(run: Path) -> tuple[int, int, dict[str, Any]]:
+    cfg = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"))
+    shard = cfg["dataset"].get("shard") or {"index": 0, "count": 1}
+    rest = json.loads(json.dumps(cfg))
+    rest["dataset"].pop("shard", None)
+    return shard["index"], shard["count"], rest
+
+
+def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
+    from uf_experiments.runner import flip_rates, judge_metrics, write_outputs
+
+    shards = [_shard_config(r) for r in runs]
+    count = shards[0][1]
+    if sorted(i for i, _, _ in shards) != list(range(count)) or any(c != count for _, c, _ in shards):
+        got = ", ".join(f"{r.name}: {i}/{c}" for r, (i, c, _) in zip(runs, shards))
+        raise MergeError(f"need shards 0..{count - 1} of {count}, each once (got {got})")
+    if any(rest != shards[0][2] for _, _, rest in shards[1:]):
+        raise MergeError("the shards differ in more than dataset.shard.index: merge only shards of one run")
+    cfg = shards[0][2]
+    rows = sorted((row for r in runs for row in _read_rows(r / "rated.parquet")), key=lambda row: row["prompt_index"])
+    order = {row["prompt_id"]: row["prompt_index"] for row in rows}
+    pairs = sorted((p for r in runs for p in _read_rows(r / "preferences.parquet")), key=lambda p: order[p["prompt_id"]])
+
+    summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
+    summary: dict[str, Any] = {"experiment": summaries[0]["experiment"], "run_dir": str(out),
+                               "merged_from": [str(r) for r in runs], "stopped": None}
+    for part in ("counts", "generation", "judge", "cost_usd", "wall_time_s"):
+        merged: dict[str, Any] = {}
+        for s in summaries:
+            _add(merged, s.get(part) or {})
+        summary[part] = merged
+    for key in DATASET_COUNTS:  # every shard read the whole dataset: these are not per-shard numbers
+        if key in summaries[0].get("counts", {}):
+            summary["counts"][key] = summaries[0]["counts"][key]
+    stopped = [s["stopped"] for s in summaries if s.get("stopped")]
+    summary["stopped"] = "; ".join(stopped) or None
+
+    aspects = list(cfg["aspect"])
+    per_completion = [a for a in aspects if cfg["aspect"][a].get("per_completion")]
+    mean_over = [a for a in aspects if a not in per_completion] or aspects
+    c = summary["counts"]
+    report = BinarizeReport(
+        pairs=[Pair(p["prompt_id"], p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"],
+                    p["score_chosen"], p["score_rejected"], p["chosen_model"], p["rejected_model"]) for p in pairs],
+        ties=c.get("ties", 0), ties_dropped=c.get("ties_dropped", 0), skipped_unscored=c.get("skipped_unscored", 0),
+    )
+    metrics = judge_metrics(rows, aspects, report, cfg["binarize"]["score"], mean_over)
+    if "flips_by_aspect" in c:
+        metrics["flip_rate_by_aspect"] = flip_rates(c["flips_by_aspect"])
+    total = summary["cost_usd"].get("total", 0.0)
+    metrics["usd_per_pair"] = round(total / len(pairs), 6) if pairs else None
+    summary["metrics"] = metrics
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(out, rows, pairs)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="uf-experiments-merge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the merged run dir to write")
+    parser.add_argument("paths", nargs="+", help="shard run dirs, or a sweep dir holding them")
+    args = parser.parse_args(argv)
+    try:
+        runs = find_runs(args.paths)
+        summary = merge(runs, args.out)
+    except (CompareError, MergeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    c = summary["counts"]
+    print(f"merged {len(runs)} shards -> {args.out}: {c['rated_rows']} rated rows, {c['pairs']} pairs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
