@@ -78,3 +78,33 @@ def test_parallel_processes_share_one_file(tmp_path):
     assert len(cache) == 600
     got = cache.get_many("e", [req(3 * 10_000 + 149)])
     assert next(iter(got.values())).text == "w3-149"
+
+
+def test_claims_make_parallel_jobs_wait_instead_of_paying_twice(tmp_path):
+    path = tmp_path / "c.sqlite"
+    a, b = RequestCache(path), RequestCache(path)  # two jobs (distinct owners) on one file
+    reqs = [req(i) for i in range(4)]
+    mine, theirs = a.claim("e", reqs[:3])
+    assert (mine, theirs) == (reqs[:3], [])
+    mine, theirs = b.claim("e", reqs)
+    assert mine == [reqs[3]] and theirs == reqs[:3]  # b waits for a's three
+    a.put("e", Completion(reqs[0], "done"))
+    a.release("e", reqs[:3])  # reqs[1], reqs[2] released unanswered (e.g. failed)
+    mine, theirs = b.claim("e", reqs[:3])
+    assert mine == reqs[1:3] and theirs == []  # answered keys are in neither list; released ones are b's now
+
+
+def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
+    import socket
+    import time
+
+    path = tmp_path / "c.sqlite"
+    cache = RequestCache(path, claim_ttl_s=60)
+    key = cache_key("e", req(1))
+    dead_pid = 2**22 + 12345  # above pid_max on this kind of machine: no such process
+    cache._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (key, "other", socket.gethostname(), dead_pid, time.time()))
+    assert cache.claim("e", [req(1)]) == ([req(1)], [])
+    cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time() - 120,))
+    assert cache.claim("e", [req(1)]) == ([req(1)], [])  # older than claim_ttl_s
+    cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time(),))
+    assert cache.claim("e", [req(1)]) == ([], [req(1)])  # a fresh claim on another host is respected

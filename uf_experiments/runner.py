@@ -125,6 +125,7 @@ class ModelRunner:
         self.identity = engine_identity(OmegaConf.to_container(model_cfg.engine, resolve=True), self.path)
         self.engine: Any = None
         self._loaded_at = 0.0
+        self.poll_s = 0.5
 
     def _arrived(self, completion: Completion) -> None:
         if self.cache is not None:
@@ -153,23 +154,43 @@ class ModelRunner:
         return send, refused
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        hits = self.cache.get_many(self.identity, requests) if self.cache is not None else {}
-        for c in hits.values():
-            if self.on_result:
-                self.on_result(c)
-        misses, refused = self._within_budget([r for r in requests if r.key not in hits])
-        made: dict[str, Completion] = {c.request.key: c for c in refused}
+        """Answer ``requests`` in order: cache hits, then this job's claimed misses through the engine, then
+        (parallel jobs) the ones another job is answering, read from the cache as they land."""
+        results: dict[str, Completion] = {}
+        pending = list(requests)
+        while pending:
+            hits = self.cache.get_many(self.identity, pending) if self.cache is not None else {}
+            for c in hits.values():
+                results[c.request.key] = c
+                if self.on_result:
+                    self.on_result(c)
+            misses = [r for r in pending if r.key not in hits]
+            mine, theirs = self.cache.claim(self.identity, misses) if self.cache is not None else (misses, [])
+            try:
+                results.update((c.request.key, c) for c in self._send(mine))
+            finally:
+                if self.cache is not None:
+                    self.cache.release(self.identity, mine)
+            if theirs:
+                time.sleep(self.poll_s)  # another job is answering these: wait for its answers
+            claimed = {r.key for r in mine} | {r.key for r in theirs}
+            pending = theirs + [r for r in misses if r.key not in claimed]  # + any answered meanwhile
+        out = [results[r.key] for r in requests]
+        self.stats.record(out)
+        return out
+
+    def _send(self, misses: list[Request]) -> list[Completion]:
+        """The engine's answers to ``misses`` (loading it first), within the budget."""
+        misses, refused = self._within_budget(misses)
         for c in refused:
             if self.on_result:
                 self.on_result(c)
-        if misses:
-            if self.engine is None:
-                self._loaded_at = time.perf_counter()
-                self.engine = build_engine(self.model_cfg, self.path)
-            made.update((c.request.key, c) for c in self.engine.generate(misses, on_result=self._arrived))
-        out = [hits.get(r.key) or made[r.key] for r in requests]
-        self.stats.record(out)
-        return out
+        if not misses:
+            return refused
+        if self.engine is None:
+            self._loaded_at = time.perf_counter()
+            self.engine = build_engine(self.model_cfg, self.path)
+        return refused + self.engine.generate(misses, on_result=self._arrived)
 
     def close(self) -> None:
         if self.engine is not None:

@@ -1,5 +1,10 @@
 """The durable request cache: one SQLite file shared by every run, resumed run and sweep cell.
 
+Parallel jobs (joblib, SLURM array) that need the same request pay for it once: before sending, a job *claims*
+the keys it will generate (a row in ``claims``); another job that needs a claimed key waits for the answer
+instead of asking again, and takes the key over if the claim is released unanswered (the request failed) or its
+owner died (same host: the process is gone; any host: the claim is older than ``claim_ttl_s``).
+
 A completion is stored under a hash of everything that changes its answer: the engine's identity (engine
 class, resolved model path or served model name, endpoint, and the engine settings that change outputs) and the
 request (messages, max tokens, temperature, top_p, seed, response format). Only successful completions are
@@ -14,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import socket
+import uuid
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -38,7 +45,14 @@ CREATE TABLE IF NOT EXISTS completions (
     completion_tokens INTEGER NOT NULL,
     cached_tokens INTEGER NOT NULL,
     created REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    claimed REAL NOT NULL
+);
 """
 
 
@@ -57,30 +71,26 @@ def cache_key(identity: str, request: Request) -> str:
 
 
 class RequestCache:
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, claim_ttl_s: float = 6 * 3600) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.claim_ttl_s = claim_ttl_s
 
     def get_many(self, identity: str, requests: Iterable[Request]) -> dict[str, Completion]:
         """Cached completions by request key (``request.key``), marked ``cached=True``."""
         by_cache_key = {cache_key(identity, r): r for r in requests}
         found: dict[str, Completion] = {}
-        keys = list(by_cache_key)
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens FROM completions "
-                f"WHERE key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for key, text, finish, pt, ct, cached in rows:
-                req = by_cache_key[key]
-                found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True)
+        rows = self._select("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens "
+                            "FROM completions", list(by_cache_key))
+        for key, text, finish, pt, ct, cached in rows:
+            req = by_cache_key[key]
+            found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True)
         return found
 
     def put(self, identity: str, completion: Completion) -> None:
@@ -93,6 +103,60 @@ class RequestCache:
             (cache_key(identity, completion.request), identity, completion.request.model, completion.text,
              completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cached_tokens, time.time()),
         )
+
+    def _alive(self, host: str, pid: int, claimed: float) -> bool:
+        if time.time() - claimed > self.claim_ttl_s:
+            return False
+        if host != socket.gethostname():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def claim(self, identity: str, requests: list[Request]) -> tuple[list[Request], list[Request]]:
+        """Split uncached ``requests`` into (mine: now claimed by this process, theirs: claimed by another live
+        job). A request answered meanwhile is in neither list: read it with :meth:`get_many`."""
+        keys = {cache_key(identity, r): r for r in requests}
+        mine, theirs = [], []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            done = {k for (k,) in self._select("SELECT key FROM completions", list(keys))}
+            held = {k: (o, h, p, c) for k, o, h, p, c in
+                    self._select("SELECT key, owner, host, pid, claimed FROM claims", list(keys))}
+            now = time.time()
+            for key, req in keys.items():
+                if key in done:
+                    continue
+                if key in held and held[key][0] != self.owner and self._alive(*held[key][1:]):
+                    theirs.append(req)
+                    continue
+                self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                                 (key, self.owner, socket.gethostname(), os.getpid(), now))
+                mine.append(req)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return mine, theirs
+
+    def release(self, identity: str, requests: list[Request]) -> None:
+        """Drop this process's claims on ``requests`` (answered or not)."""
+        keys = [cache_key(identity, r) for r in requests]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            self._db.execute(f"DELETE FROM claims WHERE owner = ? AND key IN ({','.join('?' * len(chunk))})",
+                             [self.owner, *chunk])
+
+    def _select(self, head: str, keys: list[str]) -> list[tuple]:
+        rows: list[tuple] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows += self._db.execute(f"{head} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
