@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.binarize import binarize, completion_scores, pair_to_record
 from uf_experiments.config import build_engine, resolve_model_path, validate
-from uf_experiments.costs import Meter, add_request, empty_entry, format_plan, max_request_usd, total_of
+from uf_experiments.costs import Meter, add_request, api_usd, empty_entry, format_plan, max_request_usd, total_of
 from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.data import load_prompts
 from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate, request_for
@@ -57,18 +57,12 @@ class StageStats:
                 self.usage[name] += c.usage
                 self.failures[name] += c.text is None
 
-    @staticmethod
-    def _api_usd(m: Any, u: Usage) -> float:
-        fresh = u.prompt_tokens - u.cached_tokens
-        return (fresh * m.price.input_per_1m + u.cached_tokens * m.price.cached_input_per_1m
-                + u.completion_tokens * m.price.output_per_1m) / 1e6
-
     def to_dict(self, models: dict[str, Any]) -> dict[str, Any]:
         names = sorted(set(self.calls) | set(self.hits) | set(self.engine_s))
         per_model = {}
         for name in names:
             m, u = models[name], self.usage[name]
-            usd = self._api_usd(m, u) + self.engine_s[name] / 3600 * m.gpu_hour_usd
+            usd = api_usd(m.price, u) + self.engine_s[name] / 3600 * m.gpu_hour_usd
             per_model[name] = {
                 "requests": self.calls[name] + self.hits[name],
                 "engine_calls": self.calls[name],
@@ -79,7 +73,7 @@ class StageStats:
                 "cached_tokens": u.cached_tokens,
                 "engine_s": round(self.engine_s[name], 3),
                 "cost_usd": round(usd, 6),
-                "saved_usd": round(self._api_usd(m, self.saved[name]), 6),
+                "saved_usd": round(api_usd(m.price, self.saved[name]), 6),
             }
         total = sum(self.usage.values(), Usage())
         return {
@@ -95,6 +89,11 @@ class StageStats:
             "wall_s": round(self.wall_s, 3),
             "by_model": per_model,
         }
+
+
+def model_identity(model: DictConfig, path: str) -> str:
+    """The request cache's identity of a model's engine (see engines/cache.py)."""
+    return engine_identity(OmegaConf.to_container(model.engine, resolve=True), path)
 
 
 def _progress(desc: str, total: int) -> Any:
@@ -122,7 +121,7 @@ class ModelRunner:
                  on_result: Callable[[Completion], None] | None = None) -> None:
         self.model_cfg, self.cache, self.stats, self.meter, self.on_result = model_cfg, cache, stats, meter, on_result
         self.path = resolve_model_path(model_cfg)
-        self.identity = engine_identity(OmegaConf.to_container(model_cfg.engine, resolve=True), self.path)
+        self.identity = model_identity(model_cfg, self.path)
         self.engine: Any = None
         self._loaded_at = 0.0
         self.poll_s = 0.5
@@ -362,14 +361,14 @@ def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str) -> dict[st
         if not reqs:
             continue
         path = resolve_model_path(model)
-        hits = cache.get_many(engine_identity(OmegaConf.to_container(model.engine, resolve=True), path), reqs) if cache else {}
+        hits = cache.get_many(model_identity(model, path), reqs) if cache else {}
         known.update(hits)
         entry = stages["generation"].setdefault(name, empty_entry())
         for r in reqs:
             add_request(entry, model, path, r.messages, gen_out, r.key in hits)
     jm = cfg.judge.model
     jpath = resolve_model_path(jm)
-    jid = engine_identity(OmegaConf.to_container(jm.engine, resolve=True), jpath)
+    jid = model_identity(jm, jpath)
     entry = stages["judge"].setdefault(jm.name, empty_entry())
     placeholder = "x " * max(gen_out - 1, 0)  # a completion of the assumed length (~1 token per "x ")
     by_prompt: dict[str, list[Request]] = defaultdict(list)
