@@ -24,7 +24,7 @@ ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  #
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """The CLI in a subprocess, with a request cache of its own (so every test really runs the engines)."""
-    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "sk-test-secret-do-not-log-1234567890", **(env or {})}
+    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "fake-key-must-not-be-logged-7f3a9c", **(env or {})}
     if not any(a.startswith("cache.") for a in args):
         args = (*args, f"cache.path={tempfile.mkdtemp(prefix='uf-cache-')}/requests.sqlite")
     env.pop("WANDB_API_KEY", None)
@@ -123,7 +123,7 @@ def test_wandb_offline_run_and_no_secret(demo_run):
     assert (demo_run / ".hydra" / "overrides.yaml").read_text().count("pool.size=3") == 1
     for path in demo_run.rglob("*"):
         if path.is_file():
-            assert b"sk-test-secret-do-not-log" not in path.read_bytes(), path
+            assert b"fake-key-must-not-be-logged-7f3a9c" not in path.read_bytes(), path
 
 
 def test_reproducible_with_same_seed(demo_run, tmp_path):
