@@ -230,8 +230,8 @@ def expand_pool(cfg: DictConfig) -> None:
                     "gpu_hour_usd": cfg.pool.gpu_hour_usd}
             roster[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), spec)
         cfg.pool.models = roster
-    elif not isinstance(models, DictConfig):
-        raise ConfigError(f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] or use a pool with a roster")
+    elif models is None:
+        cfg.pool.models = {}  # reported by validate() with the fix
     else:
         typed = {}
         for name, model in models.items():
@@ -264,9 +264,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"dataset.limit={cfg.dataset.limit} must be a positive number of prompts, or null for all")
     if not cfg.aspect:
         raise ConfigError("no judge aspect selected: pass e.g. aspect=[overall_rating]")
-    for source, weights in cfg.principles.distribution.items():
-        from uf_experiments.principles import KNOWN
+    from uf_experiments.principles import KNOWN
 
+    for source, weights in cfg.principles.distribution.items():
         unknown = [p for p in weights if p not in KNOWN]
         if unknown or any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
             raise ConfigError(f"principles.distribution.{source}: weights must be >= 0 with a positive sum, over "
