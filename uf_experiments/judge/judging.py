@@ -96,16 +96,14 @@ def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
 
 
 def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Completion]], judge: Any,
-         aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> list[Completion]:
-    """Ask, parse, re-ask the failures. ``generate`` is an engine's batch call. Returns every completion made."""
+         aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> None:
+    """Ask, parse, re-ask the failures; results land on the items. ``generate`` is an engine's batch call."""
     output = str(getattr(judge.output, "value", judge.output))
-    made: list[Completion] = []  # every attempt's completions, for the caller's accounting
     pending = list(items)
     for _ in range(judge.max_parse_retries + 1):
         if not pending:
             break
         completions = generate([request_for(it, judge, aspects[it.aspect], seed) for it in pending])
-        made += completions
         still = []
         for it, comp in zip(pending, completions, strict=True):
             it.attempts += 1
@@ -121,7 +119,6 @@ def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Co
         pending = still
     if on_done and pending:
         on_done(len(pending))
-    return made
 
 
 def _relation(a: float | None, b: float | None) -> int | None:
