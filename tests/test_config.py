@@ -261,13 +261,25 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     assert elapsed < 30, f"took {elapsed:.1f}s: something was loaded before validation"
 
 
-def test_cli_rejects_a_wrong_type_naming_the_key(tmp_path):
-    proc, _ = _run_cli(["pool.size=abc", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-
-    assert proc.returncode != 0
-    assert "pool.size" in proc.stderr
-    assert "abc" in proc.stderr
-    assert "Traceback" not in proc.stderr
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["pool.size=abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not be "
+                            "converted to Integer"),
+        (["pool=nope"], "error: In 'config': Could not find 'pool/nope' (available: paper_open, seed, served, tiny)"),
+        (["judge.output=yaml"], "error: Error merging override judge.output=yaml; Invalid value 'yaml', expected one "
+                                "of [json, text]"),
+        (["pool.sizee=3"], "error: Could not override 'pool.sizee'.; To append to your config use +pool.sizee=3; "
+                           "Key 'sizee' not in 'PoolConfig'"),
+        (["-m", "pool.size=2,abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not "
+                                    "be converted to Integer"),  # every value of a sweep is checked first
+    ],
+)
+def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
+    proc, _ = _run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == line
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_served_judge_without_a_model_name_is_rejected(compose, api_key):

@@ -40,7 +40,6 @@ def _app(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ConfigError as exc:
-        log.error("config error: %s", exc)
         sys.exit(f"error: {exc}")
 
 
@@ -62,7 +61,63 @@ class PlanTotalCallback(Callback):
               f"tokens, est ${t['est_usd']:.4f}  -> {sweep / 'plan_total.json'}")
 
 
+NOISE = ("full_key:", "reference_type", "object_type", "Set the environment variable HYDRA_FULL_ERROR")
+PLAIN_FLAGS = ("-m", "--multirun")  # other flags (--cfg, --help, -c, ...) go to Hydra unchecked
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's multi-line composition error (and its cause) as one line that keeps the key and the options."""
+    lines: list[str] = []
+    while exc is not None:
+        for ln in str(exc).splitlines():
+            ln = ln.strip()
+            if ln.startswith("Config search path"):
+                break
+            if ln and not ln.startswith(NOISE) and ln not in lines:
+                lines.append(ln)
+        exc = exc.__cause__  # type: ignore[assignment]
+    if any(ln.startswith("Available options in") for ln in lines):
+        cut = next(i for i, ln in enumerate(lines) if ln.startswith("Available options in"))
+        return f"{'; '.join(lines[:cut])} (available: {', '.join(lines[cut + 1:])})"
+    return "; ".join(lines)
+
+
+def precheck(argv: list[str]) -> str | None:
+    """Compose the config for every value of the overrides, as Hydra will, before any job starts; the first
+    error as one line (None if all compose). Sweeps (``-m a=1,2``) are checked value by value."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a.startswith("-") and a not in PLAIN_FLAGS for a in argv):
+        return None
+    args = [a for a in argv if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
+        return one_line(exc)
+    firsts, variants = [], []
+    for o in parsed:
+        if o.is_sweep_override():
+            values = list(o.sweep_string_iterator())
+            prefix = o.get_key_element()
+            firsts.append(f"{prefix}={values[0]}")
+            variants += [(len(firsts) - 1, f"{prefix}={v}") for v in values[1:]]
+        else:
+            firsts.append(o.input_line)
+    candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, v in variants[:50]]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        for overrides in candidates:
+            try:
+                compose("config", overrides=overrides, return_hydra_config=True)
+            except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
+                return one_line(exc)
+    return None
+
+
 def main() -> None:
+    problem = precheck(sys.argv[1:])
+    if problem:
+        sys.exit(f"error: {problem}")
     _app()
 
 
