@@ -273,6 +273,8 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
                            "Key 'sizee' not in 'PoolConfig'"),
         (["-m", "pool.size=2,abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not "
                                     "be converted to Integer"),  # every value of a sweep is checked first
+        (["-m", "pool.size=2,4", "sampling.n=3"], "error: sampling.n=3 must be between 1 and pool.size=2 (n distinct "
+                                                  "models per prompt) (in the sweep cell pool.size=2)"),
     ],
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):

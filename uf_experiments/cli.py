@@ -82,11 +82,16 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(lines)
 
 
-def precheck(argv: list[str]) -> str | None:
-    """Compose the config for every value of the overrides, as Hydra will, before any job starts; the first
-    error as one line (None if all compose). Sweeps (``-m a=1,2``) are checked value by value."""
+def precheck(argv: list[str], max_cells: int = 256) -> str | None:
+    """Compose and validate the config of every job the command line asks for, as Hydra will, before any job
+    starts: the first problem as one line, or None. A ``-m`` grid is checked cell by cell (up to ``max_cells``;
+    a larger grid is checked value by value)."""
+    from itertools import product
+
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from uf_experiments.config import validate
 
     if any(a.startswith("-") and a not in PLAIN_FLAGS for a in argv):
         return None
@@ -95,22 +100,27 @@ def precheck(argv: list[str]) -> str | None:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
         return one_line(exc)
-    firsts, variants = [], []
-    for o in parsed:
-        if o.is_sweep_override():
-            values = list(o.sweep_string_iterator())
-            prefix = o.get_key_element()
-            firsts.append(f"{prefix}={values[0]}")
-            variants += [(len(firsts) - 1, f"{prefix}={v}") for v in values[1:]]
-        else:
-            firsts.append(o.input_line)
-    candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, v in variants[:50]]
+    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in parsed]
+    cells = 1
+    for c in choices:
+        cells *= len(c)
+    if cells <= max_cells:
+        candidates = [list(cell) for cell in product(*choices)]
+    else:
+        firsts = [c[0] for c in choices]
+        candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         for overrides in candidates:
             try:
-                compose("config", overrides=overrides, return_hydra_config=True)
+                cfg = compose("config", overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
+            try:
+                validate(cfg)
+            except ConfigError as exc:
+                swept = [o for o, c in zip(overrides, choices) if len(c) > 1]
+                return f"{exc}" + (f" (in the sweep cell {','.join(swept)})" if swept else "")
     return None
 
 
