@@ -108,3 +108,21 @@ def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
     assert cache.claim("e", [req(1)]) == ([req(1)], [])  # older than claim_ttl_s
     cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time(),))
     assert cache.claim("e", [req(1)]) == ([], [req(1)])  # a fresh claim on another host is respected
+
+
+def test_a_live_owner_keeps_its_claims_fresh(tmp_path):
+    import time
+
+    path = tmp_path / "c.sqlite"
+    owner = RequestCache(path, claim_ttl_s=0.4)  # refreshes every 0.1 s
+    other = RequestCache(path, claim_ttl_s=0.4)
+    assert owner.claim("e", [req(1)]) == ([req(1)], [])
+    time.sleep(1.0)  # well past the TTL: only the heartbeat keeps the claim alive
+    assert other.claim("e", [req(1)]) == ([], [req(1)])
+    owner.close()  # the heartbeat stops; the claim goes stale
+    time.sleep(0.6)
+    other.claim_ttl_s = 0.4
+    owner_row = other._db.execute("SELECT owner FROM claims").fetchone()[0]
+    assert owner_row == owner.owner
+    # same host and pid (one test process): staleness is what frees it here
+    assert other.claim("e", [req(1)]) == ([req(1)], [])

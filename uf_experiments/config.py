@@ -172,6 +172,7 @@ class TrackingConfig:
 class CacheConfig:
     enabled: bool = True  # cache.enabled=false: ask the engines every time (nothing is read or written)
     path: str = "outputs/cache/requests.sqlite"  # cache.path=...; relative to where you launch; shared by all runs
+    claim_ttl_s: float = 600.0  # a parallel job's claim on a request lapses if not refreshed for this long
 
 
 @dataclass

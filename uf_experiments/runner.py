@@ -452,7 +452,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     tracker = start_tracker(cfg.tracking, run_dir, plain, group, name)  # type: ignore[arg-type]
     exit_code = 1
-    cache = RequestCache(cfg.cache.path) if cfg.cache.enabled else None
+    cache = RequestCache(cfg.cache.path, claim_ttl_s=cfg.cache.claim_ttl_s) if cfg.cache.enabled else None
     try:
         summary = _run(cfg, run_dir, tracker, t0, cache)
         exit_code = 0

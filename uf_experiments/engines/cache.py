@@ -3,7 +3,8 @@
 Parallel jobs (joblib, SLURM array) that need the same request pay for it once: before sending, a job *claims*
 the keys it will generate (a row in ``claims``); another job that needs a claimed key waits for the answer
 instead of asking again, and takes the key over if the claim is released unanswered (the request failed) or its
-owner died (same host: the process is gone; any host: the claim is older than ``claim_ttl_s``).
+owner died (same host: the process is gone; any host: the claim was not refreshed for ``claim_ttl_s``; a live
+owner refreshes its claims every ``claim_ttl_s / 4`` from a background thread).
 
 A completion is stored under a hash of everything that changes its answer: the engine's identity (engine
 class, resolved model path or served model name, endpoint, and the engine settings that change outputs) and the
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
 import sqlite3
 import time
@@ -71,7 +73,7 @@ def cache_key(identity: str, request: Request) -> str:
 
 
 class RequestCache:
-    def __init__(self, path: str | Path, timeout_s: float = 60.0, claim_ttl_s: float = 6 * 3600) -> None:
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, claim_ttl_s: float = 600.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
@@ -81,6 +83,20 @@ class RequestCache:
         self._db.executescript(SCHEMA)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.claim_ttl_s = claim_ttl_s
+        self.timeout_s = timeout_s
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        """Refresh this owner's claims until closed (its own connection: sqlite3 objects stay in their thread)."""
+        db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        try:
+            while not self._stop.wait(self.claim_ttl_s / 4):
+                db.execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self.owner))
+        except sqlite3.Error:
+            log.warning("could not refresh request-cache claims", exc_info=True)
+        finally:
+            db.close()
 
     def get_many(self, identity: str, requests: Iterable[Request]) -> dict[str, Completion]:
         """Cached completions by request key (``request.key``), marked ``cached=True``."""
@@ -122,6 +138,9 @@ class RequestCache:
         job). A request answered meanwhile is in neither list: read it with :meth:`get_many`."""
         keys = {cache_key(identity, r): r for r in requests}
         mine, theirs = [], []
+        if self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._beat, name="cache-claims", daemon=True)
+            self._heartbeat.start()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             done = {k for (k,) in self._select("SELECT key FROM completions", list(keys))}
@@ -162,4 +181,7 @@ class RequestCache:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
     def close(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
         self._db.close()
