@@ -89,7 +89,7 @@ def read_overrides(run: Path) -> dict[str, str]:
     for item in yaml.safe_load(path.read_text()) or []:
         key, sep, value = str(item).partition("=")
         key = key.lstrip("+~")
-        if key and not key.startswith("hydra."):
+        if key and not key.startswith(("hydra.", "cache.")):  # where files go, not what the run did
             out[key] = value if sep else "~"  # ``~key`` deletes a key
     return out
 
