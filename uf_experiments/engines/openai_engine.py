@@ -114,7 +114,9 @@ class OpenAIEngine:
             u.completion_tokens if u else 0,
             (getattr(details, "cached_tokens", 0) or 0) if details else 0,
         )
-        return Completion(req, choice.message.content, usage, choice.finish_reason)
+        text = choice.message.content
+        error = None if text is not None else f"no content in the reply (finish_reason={choice.finish_reason})"
+        return Completion(req, text, usage, choice.finish_reason, error=error)
 
     async def _run(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None) -> list[Completion]:
         import openai
