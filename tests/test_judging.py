@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from tests.fake_openai import FakeJudge, quality
 from uf_experiments.config import AspectConfig, JudgeConfig
 from uf_experiments.engines.openai_engine import OpenAIEngine
-from uf_experiments.judge.judging import combine, make_items, rate, shuffled_order
+from uf_experiments.judge.judging import make_items, outcomes, rate, shuffled_order
 from uf_experiments.records import Prompt
 
 ASPECTS = {
@@ -47,12 +47,7 @@ def engine(server, monkeypatch):
 
 def run(items, engine, judge, asp, seed=0):
     rate(items, engine.generate, judge, asp, seed)
-    grouped = {}
-    for it in items:
-        grouped.setdefault((it.prompt.prompt_id, it.aspect), []).append(it)
-    return {k: combine(v, len(v[0].texts) if not asp[k[1]].per_completion else len(v), asp[k[1]].per_completion,
-                       str(judge.swap_combine.value))
-            for k, v in grouped.items()}
+    return outcomes(items, asp, str(judge.swap_combine.value))
 
 
 TEXTS = ["first answer quality=5", "second answer quality=1", "third answer quality=4", "fourth answer quality=2"]

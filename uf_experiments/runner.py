@@ -19,7 +19,8 @@ from uf_experiments.config import build_engine, resolve_model_path, validate
 from uf_experiments.costs import Meter, add_request, api_usd, empty_entry, format_plan, max_request_usd, total_of
 from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.data import load_prompts
-from uf_experiments.judge.judging import JudgeItem, Outcome, combine, make_items, rate, request_for
+from uf_experiments.judge.judging import JudgeItem, Outcome, make_items, rate, request_for
+from uf_experiments.judge.judging import outcomes as combine_outcomes
 from uf_experiments.pool import generation_seed, sample_models
 from uf_experiments.principles import choose as choose_principle
 from uf_experiments.principles import name_of as principle_name
@@ -488,12 +489,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     items = [it for p in prompts if comps.get(p.prompt_id)
              for it in make_items(p, [c.text for c in comps[p.prompt_id]], aspect_cfgs, cfg.seed, cfg.judge.swap)]
     judge(cfg, items, judge_stats, cache, meter)
-    grouped: dict[tuple[str, str], list[JudgeItem]] = defaultdict(list)
-    for it in items:
-        grouped[(it.prompt.prompt_id, it.aspect)].append(it)
-    swap_combine = _enum(cfg.judge.swap_combine)
-    outcomes = {key: combine(its, len(comps[key[0]]), aspect_cfgs[key[1]].per_completion, swap_combine)
-                for key, its in grouped.items()}
+    outcomes = combine_outcomes(items, aspect_cfgs, _enum(cfg.judge.swap_combine))
     judge_stats.wall_s = wall["judge"] = time.perf_counter() - t
 
     t = time.perf_counter()

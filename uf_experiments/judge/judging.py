@@ -170,3 +170,16 @@ def combine(items: Sequence[JudgeItem], n: int, per_completion: bool, swap_combi
             if swap_combine == "mean":
                 ratings = [None if a is None or b is None else (a + b) / 2 for a, b in zip(ratings, other)]
     return Outcome(ratings, rationales, types, order, status, raw, flips, compared)
+
+
+def outcomes(items: Sequence[JudgeItem], aspects: Mapping[str, Any], swap_combine: str = "first") -> dict[tuple[str, str], Outcome]:
+    """Every (prompt id, aspect) of ``items``, combined: one rating per completion."""
+    grouped: dict[tuple[str, str], list[JudgeItem]] = {}
+    for it in items:
+        grouped.setdefault((it.prompt.prompt_id, it.aspect), []).append(it)
+    out = {}
+    for (pid, aspect), its in grouped.items():
+        per_completion = bool(aspects[aspect].per_completion)
+        n = len(its) if per_completion else len(its[0].texts)  # one request per completion, or all side by side
+        out[(pid, aspect)] = combine(its, n, per_completion, swap_combine)
+    return out
