@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from importlib import resources
+from functools import cache
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,13 @@ def tiny_cache_dir() -> Path:
     return Path(root) / "tiny-models"
 
 
-def _training_text() -> list[str]:
+@cache
+def _training_text() -> tuple[str, ...]:
     """Text the tokenizer learns from: the package's corpus and the demo prompts (all local)."""
     lines = resources.files("uf_experiments.tiny").joinpath("corpus.txt").read_text(encoding="utf-8").splitlines()
     demo = resources.files("uf_experiments.resources").joinpath("demo_prompts.jsonl").read_text(encoding="utf-8")
     lines += [json.loads(row)["instruction"] for row in demo.splitlines() if row.strip()]
-    return [line for line in lines if line.strip()]
+    return tuple(line for line in lines if line.strip())
 
 
 def build_tiny_model(spec: TinySpec, cache_dir: Path | None = None) -> Path:
