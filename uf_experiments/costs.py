@@ -131,15 +131,22 @@ def add_request(entry: dict[str, Any], model: Any, path: str, messages: Sequence
         entry["est_usd"] += api_usd(model.price, Usage(tokens, output_tokens, 0))
 
 
-def total_of(stages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+SUMMED = ("requests", "cached", "to_send", "est_prompt_tokens", "est_output_tokens", "est_usd")
+
+
+def _summed(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The plan entries added up (exact only if all are)."""
     out = empty_entry()
-    for by_model in stages.values():
-        for e in by_model.values():
-            for k in ("requests", "cached", "to_send", "est_prompt_tokens", "est_output_tokens", "est_usd"):
-                out[k] += e[k]
-            out["exact_prompt_tokens"] &= e["exact_prompt_tokens"]
+    for e in entries:
+        for k in SUMMED:
+            out[k] += e[k]
+        out["exact_prompt_tokens"] &= e["exact_prompt_tokens"]
     out["est_usd"] = round(out["est_usd"], 6)
     return out
+
+
+def total_of(stages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    return _summed([e for by_model in stages.values() for e in by_model.values()])
 
 
 def format_plan(plan: dict[str, Any]) -> str:
@@ -160,10 +167,4 @@ def format_plan(plan: dict[str, Any]) -> str:
 
 def sweep_total(plans: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The grid total of a sweep's per-job plans."""
-    total = empty_entry()
-    for p in plans:
-        for k in ("requests", "cached", "to_send", "est_prompt_tokens", "est_output_tokens", "est_usd"):
-            total[k] += p["total"][k]
-        total["exact_prompt_tokens"] &= p["total"]["exact_prompt_tokens"]
-    total["est_usd"] = round(total["est_usd"], 6)
-    return {"jobs": len(plans), "total": total}
+    return {"jobs": len(plans), "total": _summed([p["total"] for p in plans])}
