@@ -9,7 +9,7 @@ Markers in the last message script behaviour:
 - ``FAULTS=429,500,hang,drop,400;`` the k-th attempt of that request gets the k-th fault, then success
   (429 carries ``Retry-After``; ``hang`` sleeps past the client's timeout and closes; ``drop`` closes the
   connection without an answer; 400 is a client error);
-- ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time;
+- ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time (judge prompts only);
 - ``QUOTE``: the rationale quotes the text on one line; ``BIAS_FIRST``: the first shown text gets +1.
 
 It records every attempt (time, body, outcome); ``paid`` lists the bodies answered with 200.
@@ -71,6 +71,10 @@ class FakeJudge:
         return [(t, outcome) for t, k, outcome in self.attempts if k == key]
 
     def judge_reply(self, user: str, json_mode: bool, asked: int) -> str | None:
+        """A judge's reply, or None when ``user`` is not a judge prompt (GARBLE_* only garble judge replies, so
+        a generation request's answer never depends on which model asked first)."""
+        if not (RESPONSE_BLOCK.search(user) or TEXT_BLOCK.search(user)):
+            return None
         if "GARBLE_ALWAYS" in user or ("GARBLE_ONCE" in user and asked == 1):
             return "I cannot decide, sorry."
         critique = RESPONSE_BLOCK.search(user)

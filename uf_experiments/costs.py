@@ -73,27 +73,48 @@ def count_prompt_tokens(model: Any, path: str, messages: Sequence[Message]) -> t
     return sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages), False
 
 
+def completion_usd(model: Any, completion: Completion, batch_discount: float | None = None) -> float:
+    """The attributed cost of one answered request: its tokens x the model's price (x ``price.batch_discount``
+    when it came through a batch API) plus its share of a self-hosted engine's time x ``gpu_hour_usd``."""
+    usd = api_usd(model.price, completion.usage)
+    if completion.batch:
+        usd *= batch_discount if batch_discount is not None else getattr(model.price, "batch_discount", 1.0)
+    return usd + completion.engine_s / 3600 * model.gpu_hour_usd
+
+
 class Meter:
-    """Money spent so far in a run (all stages), for the progress bar and ``budget_usd``."""
+    """Money this run has spent (all stages), for the progress display and ``budget_usd``.
+
+    A request reserves its upper-bound cost (prompt tokens + max tokens at the model's price) only while it is in
+    flight, and is charged its actual cost when it lands; a request that would take spent + reserved past the
+    budget is not sent. So a run whose actual spend fits the budget is not stopped, and one that would exceed it
+    stops before exceeding it, with at most the in-flight reservations as slack. GPU time is charged as it is
+    measured (after each vLLM call) and checked before the next call."""
 
     def __init__(self, budget_usd: float | None = None) -> None:
         self.budget = budget_usd
-        self.usd = 0.0
+        self.usd = 0.0  # paid so far
+        self.reserved = 0.0  # upper bounds of the requests in flight
         self.tokens = 0
-        self.refused = 0  # requests not sent because they could exceed the budget
 
-    def add(self, completion: Completion, model: Any) -> None:
-        if completion.cached or completion.text is None and not completion.usage.prompt_tokens:
-            return
-        self.usd += api_usd(model.price, completion.usage)
-        self.tokens += completion.usage.prompt_tokens + completion.usage.completion_tokens
+    def reserve(self, upper_bound_usd: float) -> bool:
+        """Reserve ``upper_bound_usd`` for one request about to be sent; False if that could pass the budget."""
+        if self.budget is None:
+            return True
+        if self.usd + self.reserved + upper_bound_usd > self.budget + 1e-12:
+            return False
+        self.reserved += upper_bound_usd
+        return True
 
-    def add_gpu(self, seconds: float, model: Any) -> None:
-        self.usd += seconds / 3600 * model.gpu_hour_usd
+    def settle(self, reserved_usd: float, completion: Completion | None, cost_usd: float) -> None:
+        """A request landed (or was dropped): free its reservation and charge what it actually cost."""
+        self.reserved = max(0.0, self.reserved - reserved_usd)
+        self.usd += cost_usd
+        if completion is not None and not completion.cached:
+            self.tokens += completion.usage.prompt_tokens + completion.usage.completion_tokens
 
-    def admits(self, estimate_usd: float) -> bool:
-        """True if spending ``estimate_usd`` more (an upper bound) keeps the run within the budget."""
-        return self.budget is None or self.usd + estimate_usd <= self.budget + 1e-12
+    def exhausted(self) -> bool:
+        return self.budget is not None and self.usd >= self.budget - 1e-12
 
     def postfix(self) -> str:
         budget = f" of ${self.budget:.2f}" if self.budget is not None else ""
