@@ -178,8 +178,9 @@ class CacheConfig:
 
 @dataclass
 class PlanConfig:
-    generation_output_tokens: int | None = None  # plan.generation_output_tokens=300 (null: sampling.max_new_tokens)
-    judge_output_tokens: int | None = None  # plan.judge_output_tokens=400 (null: judge.max_new_tokens)
+    generation_output_tokens: int | None = None  # planning.generation_output_tokens=300 (null: sampling.max_new_tokens)
+    judge_output_tokens: int | None = None  # planning.judge_output_tokens=400 (null: judge.max_new_tokens)
+    pilot: int = 0  # planning.pilot=20: run the first 20 prompts for real, estimate from their output lengths
 
 
 @dataclass

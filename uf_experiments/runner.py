@@ -60,9 +60,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir or hydra_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.plan:
+        lengths, pilot = run_pilot(cfg, run_dir) if cfg.planning.pilot else (None, None)
         cache = RequestCache(cfg.cache.path) if cfg.cache.enabled and Path(cfg.cache.path).exists() else None
         try:
-            plan = plan_run(cfg, cache, name)
+            plan = plan_run(cfg, cache, name, lengths, pilot)
         finally:
             if cache is not None:
                 cache.close()
@@ -86,6 +87,39 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         if cache is not None:
             cache.close()
         tracker.finish(exit_code)
+
+
+def run_pilot(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``planning.pilot=K``: run the first K prompts for real (into ``run_dir/pilot``, answers into the cache) and
+    measure the output lengths per stage and model. Returns (lengths, what the pilot was and cost)."""
+    from copy import deepcopy
+
+    from omegaconf import open_dict
+
+    from uf_experiments.tracking import NullTracker
+
+    pcfg = deepcopy(cfg)
+    with open_dict(pcfg):
+        pcfg.plan = False
+        pcfg.dataset.limit = min(cfg.planning.pilot, cfg.dataset.limit or cfg.planning.pilot)
+        pcfg.output.push_to_hub = None
+    t0 = time.perf_counter()
+    loaded = load_prompts(pcfg.dataset)
+    cache = open_cache(pcfg)
+    log.info("pilot: running the first %d prompts for real to measure output lengths", len(loaded.prompts))
+    try:
+        pilot_run = Run(pcfg, run_dir / "pilot", NullTracker(), cache, loaded, t0, time.perf_counter() - t0)
+        (run_dir / "pilot").mkdir(parents=True, exist_ok=True)
+        summary = pilot_run.execute()
+    finally:
+        if cache is not None:
+            cache.close()
+    lengths = {stage: {m: ms.output_length() for m, ms in stats.models.items() if ms.output_length()}
+               for stage, stats in (("generation", pilot_run.gen_stats), ("judge", pilot_run.judge_stats))}
+    pilot = {"prompts": len(loaded.prompts), "paid_usd": summary["cost_usd"]["paid"],
+             "total_usd": summary["cost_usd"]["total"], "stopped": summary["stopped"], "lengths": lengths,
+             "run_dir": str(run_dir / "pilot")}
+    return lengths, pilot
 
 
 def open_cache(cfg: DictConfig) -> RequestCache | None:

@@ -38,6 +38,17 @@ class ModelStats:
     paid_usd: float = 0.0
     priced_from_tokens: int = 0
     unpriced: int = 0
+    answers: int = 0  # successful answers, fresh or cached: their output lengths (a pilot's measurement)
+    out_sum: float = 0.0
+    out_sq: float = 0.0
+
+    def output_length(self) -> dict[str, float] | None:
+        """Mean and standard deviation of the answers' output tokens, or None without answers."""
+        if not self.answers:
+            return None
+        mean = self.out_sum / self.answers
+        var = max(0.0, self.out_sq / self.answers - mean * mean) * self.answers / max(1, self.answers - 1)
+        return {"n": self.answers, "mean": round(mean, 2), "sd": round(var**0.5, 2)}
 
 
 @dataclass
@@ -54,6 +65,10 @@ class StageStats:
         if c.error and c.error.startswith(NOT_SENT):
             m.not_sent += 1
             return
+        if c.text is not None:
+            m.answers += 1
+            m.out_sum += c.usage.completion_tokens
+            m.out_sq += c.usage.completion_tokens**2
         if c.cached:
             m.cache_hits += 1
             if c.cost_usd is not None:

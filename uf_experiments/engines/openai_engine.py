@@ -113,7 +113,12 @@ def _transport(breaker: Breaker) -> Any:
 
 
 class OpenAIEngine:
-    """Args mirror conf/model/gpt_*.yaml; ``path`` is the model name the endpoint serves."""
+    """Args mirror conf/model/gpt_*.yaml; ``path`` is the model name the endpoint serves.
+
+    ``requests_per_minute`` / ``tokens_per_minute`` hold over any ``rate_window_s`` window (60: per minute; a
+    provider that counts per 10 s wants 10 and limits scaled to it). ``connect_timeout_s`` bounds connecting;
+    ``timeout_s`` a whole reply. ``breaker_failures`` / ``breaker_window_s``: the circuit breaker (module doc).
+    """
 
     max_batch = 1
     exclusive_device = False
@@ -131,11 +136,12 @@ class OpenAIEngine:
         connect_timeout_s: float = 10.0,
         breaker_failures: int = 8,
         breaker_window_s: float = 20.0,
+        rate_window_s: float = 60.0,
     ) -> None:
         self.model = path
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.concurrency = max_in_flight
-        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
+        self.rpm, self.tpm, self.rate_window_s = requests_per_minute, tokens_per_minute, rate_window_s
         self.timeout_s, self.max_retries, self.connect_timeout_s = timeout_s, max_retries, connect_timeout_s
         self.breaker_failures, self.breaker_window_s = breaker_failures, breaker_window_s
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +173,7 @@ class OpenAIEngine:
             timeout = httpx2.Timeout(self.timeout_s, connect=min(self.connect_timeout_s, self.timeout_s))
             self._client = openai.AsyncOpenAI(base_url=self.base_url, timeout=timeout, max_retries=self.max_retries,
                                               http_client=http)
-            self._limiter = RateLimiter(self.rpm, self.tpm)
+            self._limiter = RateLimiter(self.rpm, self.tpm, self.rate_window_s)
             self._loop = loop
         return self._client, self._limiter, self._breaker  # type: ignore[return-value]
 
