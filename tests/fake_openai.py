@@ -45,7 +45,8 @@ def body_key(body: dict[str, Any]) -> str:
 
 
 class FakeJudge:
-    def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2, port: int = 0) -> None:
+    def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2, port: int = 0,
+                 words_by_model: dict[str, int] | None = None) -> None:
         self.latency_s, self.hang_s, self.retry_after_s = latency_s, hang_s, retry_after_s
         self.requests: list[dict[str, Any]] = []  # every attempt's body
         self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
@@ -53,6 +54,7 @@ class FakeJudge:
         self.usages: list[tuple[str, int, int, int]] = []  # (model, prompt, completion, cached tokens) billed
         self.spans: list[tuple[float, float, str, str]] = []  # (start, end, model, "judge" | "generation")
         self.dead = False
+        self.words_by_model = words_by_model or {}  # generation replies this many extra words long, per model
         self.in_flight = self.max_in_flight = 0
         self.seen: dict[str, int] = {}  # attempts per body key (retries of one request)
         self.asked: dict[str, int] = {}  # times each user message was asked (a judge re-ask has a new seed)
@@ -127,7 +129,10 @@ class FakeJudge:
         if judged is not None:
             return judged
         digest = hashlib.sha256(body_key(body).encode()).hexdigest()
-        return f"answer {digest[:10]} from {body['model']} quality={int(digest[10], 16) % 5 + 1}"
+        words = self.words_by_model.get(body["model"], 0)
+        padding = " ".join(f"w{digest[i % 64]}" for i in range(words + int(digest[11], 16) % 4))
+        text = f"answer {digest[:10]} from {body['model']} quality={int(digest[10], 16) % 5 + 1}"
+        return f"{text} {padding}" if words else text
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self

@@ -83,3 +83,34 @@ def test_tiny_vllm_gpu_cost_of_a_cached_cell_equals_what_the_generating_cell_rec
             assert stats["paid_usd"] > 0 and stats["engine_s"] > 0
             assert second[stage]["by_model"][model]["cost_usd"] == stats["cost_usd"] == stats["paid_usd"], model
     assert second["cost_usd"]["total"] == first["cost_usd"]["total"] > 0
+
+
+def test_a_piloted_plan_estimates_the_runs_output_tokens_within_25_percent(tmp_path, monkeypatch):
+    """Reply lengths differ 20x between models: a plan from a 10-prompt pilot lands within 25% of what the run
+    then produces, where the upper-bound plan is far off."""
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt_id": f"p{i}", "source": "flan", "instruction": f"Question {i}?"})
+                            + "\n" for i in range(40)))
+    common = ["pool=served", "pool.models=[gen-a,gen-b,gen-c]", "sampling.n=2", "judge=served",
+              "judge.model.path=judge-x", "judge.output=text", "aspect=[instruction_following]", "dataset=local",
+              f"dataset.path={data}", "tracking=none", f"cache.path={tmp_path / 'c.sqlite'}",
+              "sampling.max_new_tokens=1024"]
+    with FakeJudge(words_by_model={"gen-a": 10, "gen-b": 100, "gen-c": 200}) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        bound = run(compose_config([*common, "plan=true"]), tmp_path / "bound")
+        plan = run(compose_config([*common, "plan=true", "planning.pilot=10"]), tmp_path / "plan")
+        paid_by_pilot = len(server.paid)
+        actual = run(compose_config(common), tmp_path / "run")
+    pilot = plan["pilot"]
+    assert pilot["prompts"] == 10 and pilot["paid_usd"] == 0 and paid_by_pilot == 10 * 2 + 10
+    assert set(pilot["lengths"]["generation"]) == {"gen-a", "gen-b", "gen-c"}
+    assert plan["total"]["cached"] == 30 and plan["total"]["to_send"] == 30 * 2 + 30
+    produced = actual["generation"]["completion_tokens"] + actual["judge"]["completion_tokens"]
+    estimated = plan["total"]["est_output_tokens"]
+    assert abs(estimated - produced) <= 0.25 * produced, (estimated, produced)
+    assert plan["total"]["est_output_sd"] > 0
+    assert bound["total"]["est_output_tokens"] > 3 * produced  # the upper bound, for contrast
+    for stage in ("generation", "judge"):  # what was planned is what was sent
+        for model, e in plan["stages"][stage].items():
+            assert e["to_send"] == actual[stage]["by_model"][model]["engine_calls"], model
