@@ -97,7 +97,9 @@ class VLLMEngine:
         """The prompt's length in tokens under the model's own tokenizer and chat template."""
         tok = self._llm.get_tokenizer()
         ids = tok.apply_chat_template(list(req.messages), add_generation_prompt=True, tokenize=True)
-        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+        if hasattr(ids, "keys") and "input_ids" in ids:  # transformers 5 returns a BatchEncoding (a UserDict)
+            ids = ids["input_ids"]
+        return len(ids)
 
     def _too_long(self, req: Request) -> str | None:
         limit = self.max_model_len
