@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uf_experiments import __version__
 from uf_experiments.binarize import binarize, completion_scores, pair_to_record
 from uf_experiments.config import build_engine, resolve_model_path, validate
 from uf_experiments.costs import Meter, add_request, api_usd, empty_entry, format_plan, max_request_usd, total_of
@@ -512,6 +513,7 @@ def _run(cfg: DictConfig, run_dir: Path, tracker: Any, t0: float, cache: Request
     wall["total"] = time.perf_counter() - t0
     summary: dict[str, Any] = {
         "experiment": cfg.experiment,
+        "version": __version__,  # the uf-experiments version that made this run
         "stopped": (f"budget_usd={cfg.budget_usd} reached: {meter.refused} requests not sent" if meter.refused
                     else None),
         "run_dir": str(run_dir),
