@@ -51,11 +51,18 @@ def run(cmd: list[str | Path], **kwargs) -> subprocess.CompletedProcess:
 
 def build_wheel(out: Path) -> Path:
     """``pip wheel . --no-deps`` on a copy of the source tree (an in-tree build would write build/ into the repo).
-    No build isolation: this environment's setuptools builds it, so no index is needed."""
+    When this environment's setuptools meets pyproject's build requirement it builds the wheel (no index needed);
+    else pip builds in isolation, fetching setuptools from the package index."""
+    from importlib.metadata import PackageNotFoundError, version
+
     src = out / "src"
     shutil.copytree(REPO, src, ignore=SOURCE_IGNORE, symlinks=True)
-    run([sys.executable, "-m", "pip", "wheel", src, "--no-deps", "--no-build-isolation", "-w", out / "dist"],
-        cwd=out)
+    try:
+        local = int(version("setuptools").split(".")[0]) >= 68  # pyproject.toml: requires = ["setuptools>=68"]
+    except PackageNotFoundError:
+        local = False
+    run([sys.executable, "-m", "pip", "wheel", src, "--no-deps", *(["--no-build-isolation"] if local else []),
+         "-w", out / "dist"], cwd=out)
     (wheel,) = (out / "dist").glob("uf_experiments-*.whl")
     return wheel
 
