@@ -38,7 +38,8 @@ class Cluster:
         return {**os.environ, "SLURM_CONF": str(self.conf), **extra}
 
 
-def sh(*cmd: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def sh(*cmd: str, env: dict[str, str] | None = None, check: bool = True,
+       timeout: float = 600) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}")
@@ -145,7 +146,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     pid_files = [root / "munged.pid", root / "slurmctld.pid", root / "slurmd.pid"]
     try:
         sh("munged", "--force", f"--key-file={key}", f"--socket={root / 'munge.socket'}",
-           f"--pid-file={root / 'munged.pid'}", f"--log-file={root / 'munged.log'}", f"--seed-file={root / 'munge.seed'}")
+           f"--pid-file={root / 'munged.pid'}", f"--log-file={root / 'munged.log'}",
+           f"--seed-file={root / 'munge.seed'}")
         sh("slurmctld", "-f", str(conf), env=cluster.env())
         sh("slurmd", "-f", str(conf), env=cluster.env())
         state = ""

@@ -59,7 +59,8 @@ def test_our_experiment_uses_a_user_pool_and_judge(compose, my_conf):
     (["-m", "pool.size=2,3"], (["pool.size=2,3"], "config")),
     (["--config-dir", "{d}", "x=1"], (["x=1", "hydra.searchpath=[file://{d}]"], "config")),
     (["-cd={d}", "-cn", "mine"], (["hydra.searchpath=[file://{d}]"], "mine")),
-    (["--config-dir={d}", "hydra.searchpath=[file:///other]"], (["hydra.searchpath=[file://{d},file:///other]"], "config")),
+    (["--config-dir={d}", "hydra.searchpath=[file:///other]"],
+     (["hydra.searchpath=[file://{d},file:///other]"], "config")),
     (["--help"], None),
     (["--cfg", "job"], None),
     (["--config-dir", "{d}/nope"], None),  # Hydra itself names the missing directory
