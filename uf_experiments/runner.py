@@ -151,6 +151,7 @@ class Run:
                            ties_dropped=0, skipped_unscored=0)
         self.flips = {a: [0, 0] for a in self.aspects}
         self.table_cap = int(cfg.tracking.get("max_table_rows") or 20000)
+        self.judge_name, self.seed, self.score = cfg.judge.model.name, int(cfg.seed), cfg.binarize.score
         self.table: list[list[Any]] = []
         self.pair_table: list[list[Any]] = []
 
@@ -230,8 +231,8 @@ class Run:
             return
         if not f.judged and f.completions and next(iter(f.outcomes.values())).status.startswith("not judged: only"):
             c["prompts_too_few_completions"] += 1
-        row = build_row(f, self.cfg.judge.model.name)
-        report = binarize([row], self.recipe, self.cfg.binarize.score, self.ties, self.cfg.seed, self.mean_over)
+        row = build_row(f, self.judge_name)
+        report = binarize([row], self.recipe, self.score, self.ties, self.seed, self.mean_over)
         self.metrics.add_row(row)
         self.metrics.add_pairs(report.pairs, report)
         for a, o in f.outcomes.items():

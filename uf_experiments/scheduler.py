@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.costs import Meter
 from uf_experiments.engines.cache import RequestCache
@@ -74,7 +74,11 @@ class Scheduler:
                  gen_stats: StageStats, judge_stats: StageStats, on_finished: Callable[[Finished], None]) -> None:
         self.cfg, self.cache, self.meter, self.stop, self.progress = cfg, cache, meter, stop, progress
         self.gen_stats, self.judge_stats, self.on_finished = gen_stats, judge_stats, on_finished
-        self.aspects = cfg.aspect
+        # plain objects for the per-request path (a DictConfig lookup costs ~100 us)
+        self.judge_cfg = OmegaConf.to_object(cfg.judge)
+        self.aspects = {a: OmegaConf.to_object(c) for a, c in cfg.aspect.items()}
+        self.seed, self.swap = int(cfg.seed), bool(cfg.judge.swap)
+        self.max_parse_retries = int(cfg.judge.max_parse_retries)
         self.output = str(getattr(cfg.judge.output, "value", cfg.judge.output))
         self.swap_combine = str(getattr(cfg.judge.swap_combine, "value", cfg.judge.swap_combine))
         self.states = [PromptState(i, p, list(reqs), [None] * len(reqs), len(reqs))
@@ -157,7 +161,7 @@ class Scheduler:
             self._finish(state, judged=False, reason=f"the run stopped ({self.stop.reason})")
             return
         texts = [c.text for c in done]
-        state.items = make_items(state.prompt, texts, self.aspects, self.cfg.seed, self.cfg.judge.swap)  # type: ignore[arg-type]
+        state.items = make_items(state.prompt, texts, self.aspects, self.seed, self.swap)
         state.open_items = len(state.items)
         reqs = [self._request(state, it) for it in state.items]
         self.judge.submit(reqs)
@@ -165,7 +169,7 @@ class Scheduler:
     # ------------------------------------------------------------------ judge
 
     def _request(self, state: PromptState, item: JudgeItem) -> Request:
-        req = request_for(item, self.cfg.judge, self.aspects[item.aspect], self.cfg.seed)
+        req = request_for(item, self.judge_cfg, self.aspects[item.aspect], self.seed)
         self.judging[req.key] = (state, item)
         self.judge_requests += 1
         return req
@@ -175,7 +179,7 @@ class Scheduler:
         if entry is None:
             return
         state, item = entry
-        if settle(item, c, self.aspects[item.aspect], self.output, self.cfg.judge.max_parse_retries):
+        if settle(item, c, self.aspects[item.aspect], self.output, self.max_parse_retries):
             state.open_items -= 1
             self.progress.advance("judge", sent=not c.cached and not (c.error or "").startswith(NOT_SENT))
             if state.open_items == 0:

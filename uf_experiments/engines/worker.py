@@ -89,6 +89,7 @@ class ModelWorker:
                  slot: DeviceSlot, stop: StopState, deliver: Callable[[Completion], None], poll_s: float = 0.5,
                  on_sent: Callable[[str, int], None] | None = None) -> None:
         self.cfg, self.cache, self.stats, self.meter = model_cfg, cache, stats, meter
+        self.model = OmegaConf.to_object(model_cfg)  # a plain ModelConfig for the per-request path
         self.slot, self.stop, self._deliver_to, self.poll_s = slot, stop, deliver, poll_s
         self.on_sent = on_sent
         self.name = model_cfg.name
@@ -160,12 +161,12 @@ class ModelWorker:
         """Price, commit, count and deliver one answer (fresh, cached or not sent)."""
         cost = 0.0
         if not c.cached and not (c.error and c.error.startswith(NOT_SENT)):
-            cost = completion_usd(self.cfg, c)
+            cost = completion_usd(self.model, c)
             c = dataclasses.replace(c, cost_usd=cost)
             if self.cache is not None and c.text is not None:
                 self.cache.put(self.identity, c)
         self.meter.settle(reserved, c, cost)
-        self.stats.record(c, self.cfg)
+        self.stats.record(c, self.model)
         self._loop.call_soon(self._deliver_to, c)
 
     # ------------------------------------------------------------------ the engine's side
@@ -246,7 +247,7 @@ class ModelWorker:
             return [0.0] * len(batch)
         reserved: list[float] = []
         for r in batch:
-            bound = max_request_usd(self.cfg, self.path, r.messages, r.max_tokens)
+            bound = max_request_usd(self.model, self.path, r.messages, r.max_tokens)
             if not self.meter.reserve(bound):
                 break
             reserved.append(bound)
