@@ -30,7 +30,19 @@ def short_dirname(name: str, limit: int = 120) -> str:
 
 
 OmegaConf.register_new_resolver("uf_short", short_dirname, replace=True)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra config root, outside the package
+
+
+def conf_dir() -> str:
+    """The Hydra config root: ``uf_experiments/conf`` inside an installed package (the wheel ships ``conf/`` there),
+    else ``conf/`` at the top of a clone (an editable install or ``PYTHONPATH``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    return str(here / "conf")  # Hydra names the missing config root
+
+
+CONF_DIR = conf_dir()
 
 
 INTERRUPTED = (130, 143)
@@ -119,6 +131,40 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(lines)
 
 
+def hydra_search_args(argv: list[str]) -> tuple[list[str], str] | None:
+    """The overrides and the primary config name a command line composes, as Hydra will: ``--config-dir DIR``
+    (``-cd``) becomes a ``hydra.searchpath`` entry (Hydra puts both after our config root), ``--config-name``
+    (``-cn``) names the primary config. None when the line has a flag precheck leaves to Hydra (``--help``,
+    ``--cfg``, ``--config-path``, ...)."""
+    values = {"--config-dir": None, "-cd": None, "--config-name": None, "-cn": None}
+    args: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        if flag in values:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            values[flag] = value
+        elif arg.startswith("-") and arg not in PLAIN_FLAGS:
+            return None
+        elif not arg.startswith("-"):
+            args.append(arg)
+        i += 1
+    extra_dir = values["--config-dir"] or values["-cd"]
+    if extra_dir is not None and not Path(extra_dir).is_dir():
+        return None  # Hydra names the missing directory
+    if extra_dir:
+        extra = f"file://{Path(extra_dir).resolve()}"
+        given = next((a for a in args if a.split("=", 1)[0] == "hydra.searchpath"), None)
+        if given is None:
+            args.append(f"hydra.searchpath=[{extra}]")
+        else:  # one searchpath override: the --config-dir entry first, as Hydra orders them
+            args[args.index(given)] = f"hydra.searchpath=[{extra},{given.split('=', 1)[1].strip().lstrip('[')}"
+    return args, values["--config-name"] or values["-cn"] or "config"
+
+
 def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     """Compose and validate the config of every job the command line asks for, as Hydra will, before any job
     starts: the first problem as one line, or None. A ``-m`` grid is checked cell by cell (up to ``max_cells``;
@@ -130,9 +176,10 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
 
     from uf_experiments.config import validate
 
-    if any(a.startswith("-") and a not in PLAIN_FLAGS for a in argv):
+    composed = hydra_search_args(argv)
+    if composed is None:
         return None
-    args = [a for a in argv if not a.startswith("-")]
+    args, config_name = composed
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
@@ -150,7 +197,7 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         for overrides in candidates:
             try:
-                cfg = compose("config", overrides=overrides, return_hydra_config=True)
+                cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
             try:
@@ -161,7 +208,19 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     return None
 
 
+def print_version(argv: list[str]) -> bool:
+    """``uf-experiments --version``: print the package version (before Hydra, which has no such flag)."""
+    if "--version" not in argv:
+        return False
+    from uf_experiments import package_version
+
+    print(f"uf-experiments {package_version()}")
+    return True
+
+
 def main() -> None:
+    if print_version(sys.argv[1:]):
+        return
     problem = precheck(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -237,8 +237,8 @@ def register_configs() -> None:
 
 
 def expand_pool(cfg: DictConfig) -> None:
-    """In place: a served pool's model names become typed model configs on the pool's engine, and a null
-    ``pool.size`` becomes the roster's length. Idempotent."""
+    """In place: a served pool's model names become typed model configs on the pool's engine, every member is
+    named by its roster key, and a null ``pool.size`` becomes the roster's length. Idempotent."""
     from omegaconf import ListConfig
 
     models = cfg.pool.models
@@ -262,8 +262,8 @@ def expand_pool(cfg: DictConfig) -> None:
     else:
         typed = {}
         for name, model in models.items():
-            try:
-                typed[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), model)
+            try:  # a member is named by its roster key, as in generation_models (gpt_4o_mini, not its dated id)
+                typed[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), model, {"name": name})
             except Exception as exc:  # noqa: BLE001 - reported with its key
                 raise ConfigError(f"pool.models.{name}: {str(exc).splitlines()[0]}") from exc
         cfg.pool.models = typed

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uf_experiments import __version__
 from uf_experiments.binarize import binarize
 from uf_experiments.config import ConfigError, defines_run, side_by_side, validate
 from uf_experiments.costs import Meter, format_plan
@@ -278,6 +279,7 @@ class Run:
             counts["flips_by_aspect"] = self.flips
         return {
             "experiment": self.cfg.experiment,
+            "version": __version__,  # the uf-experiments version that made this run
             "stopped": stop.reason,
             "exit_code": stop.code,
             "run_dir": str(self.run_dir),

