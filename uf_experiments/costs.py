@@ -31,6 +31,20 @@ def api_usd(price: Any, u: Usage) -> float:
             + u.completion_tokens * price.output_per_1m) / 1e6
 
 
+def usd_at_rate(price: Any, u: Usage, batch: bool = False) -> float:
+    """``api_usd``, at the Batch API rate (``price.batch_discount``) when ``batch``: the plan passes
+    ``batch=config.is_batch_engine(model)``, the meter and summaries price completions through
+    :func:`completion_usd`."""
+    usd = api_usd(price, u)
+    return usd * float(getattr(price, "batch_discount", 1.0)) if batch else usd
+
+
+def completion_usd(price: Any, completion: Completion) -> float:
+    """What one answered (or failed but billed) request cost: its usage at the model's price, halved (by
+    ``price.batch_discount``) when it went through the Batch API."""
+    return usd_at_rate(price, completion.usage, completion.batch)
+
+
 def _is_api(model: Any) -> bool:
     return "openai" in str(model.engine.get("_target_", "")).lower()
 

@@ -71,6 +71,7 @@ class Completion:
     finish_reason: str | None = None
     error: str | None = None
     cached: bool = False  # served from the request cache: no engine call, no cost
+    batch: bool = False  # answered through the OpenAI Batch API: priced at ``price.batch_discount``
 
 
 @dataclass(frozen=True)
