@@ -249,3 +249,81 @@ def test_an_unreachable_endpoint_is_engine_down(tmp_path):
     with pytest.raises(EngineDown, match="uploading a batch input file"):
         run_sync(eng, [judge_request(0)])
     eng.close()
+
+
+# ---------------------------------------------------------------- batch=true in the config
+
+
+def test_batch_true_switches_every_openai_model_keeping_its_settings(compose):
+    from uf_experiments.config import BATCH_ENGINE, build_engine, uses_batch, validate
+
+    cfg = compose(["batch=true", "judge=gpt-4o", "pool=served", "pool.models=[m-a,m-b]",
+                   "pool.base_url=http://127.0.0.1:9/v1", "cache.path=/tmp/x/requests.sqlite"])
+    validate(cfg)
+    validate(cfg)  # idempotent
+    assert uses_batch(cfg)
+    for name, model in cfg.pool.models.items():
+        assert dict(model.engine) == {"_target_": BATCH_ENGINE, "base_url": "http://127.0.0.1:9/v1", "timeout_s": 300,
+                                      "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
+    assert dict(cfg.judge.model.engine) == {"_target_": BATCH_ENGINE, "base_url": None, "timeout_s": 120,
+                                            "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
+    eng = build_engine(cfg.judge.model)
+    assert isinstance(eng, OpenAIBatchEngine) and eng.model == "gpt-4o-2024-08-06" and eng.timeout_s == 120
+    assert str(eng.state_path) == "/tmp/x/requests.sqlite" and eng.max_batch == 50_000 and eng.linger_s > 0
+
+
+def test_engine_batch_switches_one_model_and_vllm_models_are_left_alone(compose):
+    from uf_experiments.config import BATCH_ENGINE, ConfigError, OPENAI_ENGINE, is_batch_engine, uses_batch, validate
+
+    cfg = compose(["judge=gpt-4o", "judge.model.engine.batch=true"])
+    validate(cfg)
+    assert is_batch_engine(cfg.judge.model) and cfg.judge.model.engine._target_ == BATCH_ENGINE
+    assert all("VLLMEngine" in m.engine._target_ for m in cfg.pool.models.values())  # the tiny pool
+
+    cfg = compose(["judge=gpt-4o"])
+    validate(cfg)
+    assert not uses_batch(cfg) and cfg.judge.model.engine._target_ == OPENAI_ENGINE
+    assert "batch" not in cfg.judge.model.engine  # the switch never reaches the engine's kwargs
+
+    cfg = compose(["batch=true"])  # a tiny vLLM pool and judge: nothing to switch
+    validate(cfg)
+    assert not uses_batch(cfg)
+    with pytest.raises(ConfigError, match=r"^judge.model.engine.batch=true: only the OpenAI-compatible engine"):
+        validate(compose(["+judge.model.engine.batch=true"]))
+
+
+def test_the_batch_engine_shares_the_request_cache_with_the_plain_engine(compose, tmp_path, monkeypatch):
+    from uf_experiments.config import validate
+    from uf_experiments.engines.cache import RequestCache, engine_identity
+
+    for base_url in (None, "http://127.0.0.1:9/v1"):
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8/v1")
+        over = [f"judge.model.engine.base_url={base_url}"] if base_url else []
+        plain, batch = compose(["judge=gpt-4o", *over]), compose(["judge=gpt-4o", "batch=true", *over])
+        validate(plain)
+        validate(batch)
+        path = plain.judge.model.path
+        plain_id = engine_identity(OmegaConf.to_container(plain.judge.model.engine), path)
+        batch_id = engine_identity(OmegaConf.to_container(batch.judge.model.engine), path)
+        assert plain_id == batch_id == OpenAIBatchEngine(path, base_url=base_url).identity
+        assert (base_url or "http://127.0.0.1:8/v1") in plain_id
+    other = engine_identity({"_target_": "uf_experiments.engines.openai_engine.OpenAIEngine", "base_url": None}, "gpt-y")
+    assert other != plain_id  # another model is another identity
+
+    r = judge_request(0)
+    cache = RequestCache(tmp_path / "requests.sqlite")
+    cache.put(batch_id, Completion(r, "from a batch", Usage(10, 5, 0), "stop", batch=True))
+    assert cache.get_many(plain_id, [r])[r.key].text == "from a batch"
+    cache.close()
+
+
+def test_plan_prices_at_the_batch_rate_when_batch_is_on(compose):
+    from uf_experiments.config import is_batch_engine, validate
+    from uf_experiments.costs import usd_at_rate
+
+    usage = Usage(1_000_000, 1_000_000, 0)
+    for batch, expected in ((False, 12.5), (True, 6.25)):  # gpt-4o: $2.5 in + $10 out per 1M, halved in batches
+        cfg = compose(["judge=gpt-4o", *(["batch=true"] if batch else [])])
+        validate(cfg)
+        model = cfg.judge.model
+        assert usd_at_rate(model.price, usage, batch=is_batch_engine(model)) == pytest.approx(expected)

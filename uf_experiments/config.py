@@ -274,8 +274,9 @@ def apply_batch(cfg: DictConfig) -> None:
         if not engine:
             continue
         own = engine.get("batch")
-        if own is not None:
-            del engine["batch"]  # a switch, not an engine kwarg
+        if own is not None:  # a switch, not an engine kwarg
+            model.engine = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k != "batch"}
+            engine = model.engine
         target = engine.get("_target_")
         if not (own or cfg.get("batch", False)) or target == BATCH_ENGINE:
             continue
