@@ -10,7 +10,7 @@ A batch is validated when created (lines, bytes, unique custom ids, method and u
 
 - ``complete``: every line answered with the chat reply logic of ``fake_openai.FakeJudge`` (judge prompts get
   parseable ratings); a line whose last message holds ``LINEFAIL=n;`` fails (HTTP 500 in the error file) on its
-  first n batches;
+  first n batches, and one holding ``LINE400;`` is refused as a client error (HTTP 400) every time;
 - ``expire`` / ``expire:k``: expired; the first k lines (default 0) answered, the rest in the error file
   (``batch_expired``);
 - ``fail``: the batch failed validation-style (no output, ``errors`` set).
@@ -94,6 +94,12 @@ class FakeBatchAPI:
         user = body["messages"][-1]["content"]
         key = body_key(body)
         self.line_batches[key] = self.line_batches.get(key, 0) + 1
+        if "LINE400;" in user:
+            return {"id": f"batch_req_{batch_id}_{line['custom_id'][:8]}", "custom_id": line["custom_id"],
+                    "response": {"status_code": 400, "request_id": "req-x",
+                                 "body": {"error": {"message": "injected client error", "type": "invalid_request_error",
+                                                    "code": None}}},
+                    "error": None}, False
         m = LINEFAIL.search(user)
         if m and self.line_batches[key] <= int(m.group(1)):
             return {"id": f"batch_req_{batch_id}_{line['custom_id'][:8]}", "custom_id": line["custom_id"],

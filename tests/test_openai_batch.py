@@ -101,17 +101,20 @@ def test_the_batch_body_is_what_the_openai_engine_sends():
 
 
 def test_failed_lines_are_retried_in_follow_up_batches_then_fail_with_their_reason(tmp_path):
-    requests = [judge_request(i, extra="LINEFAIL=1;" if i in (1, 3) else "LINEFAIL=9;" if i == 4 else "")
-                for i in range(6)]
+    """A 5xx line goes into the next batch, up to max_batch_retries; a 4xx line fails at once."""
+    marks = {1: "LINEFAIL=1;", 3: "LINEFAIL=1;", 4: "LINEFAIL=9;", 5: "LINE400;"}
+    requests = [judge_request(i, extra=marks.get(i, "")) for i in range(7)]
     with FakeBatchAPI() as fake:
         eng = engine(fake, tmp_path / "state.sqlite", max_batch_retries=2)
         out = complete_once(eng, requests)
         eng.close()
     by_seed = {c.request.seed: c for c in out}
-    assert len(out) == 6
-    assert all(by_seed[1000 + i].text is not None for i in (0, 1, 2, 3, 5))
+    assert len(out) == 7
+    assert all(by_seed[1000 + i].text is not None for i in (0, 1, 2, 3, 6))
     bad = by_seed[1004]
     assert bad.text is None and bad.error == "HTTP 500: injected line failure (after 3 batches)"
+    refused = by_seed[1005]  # a client error would fail again: not resubmitted
+    assert refused.text is None and refused.error == "HTTP 400: injected client error"
     key = {r.seed: cache_key(eng.identity, r) for r in requests}
     batches = [sorted(b["custom_ids"]) for b in fake.created]
     assert batches == [sorted(key.values()), sorted([key[1001], key[1003], key[1004]]), [key[1004]]]
@@ -146,7 +149,7 @@ def test_input_files_are_split_at_the_line_and_byte_limits(tmp_path):
     requests = [judge_request(i) for i in range(10)]
     with FakeBatchAPI(max_lines=4) as fake:
         out = complete_once(engine(fake, tmp_path / "a.sqlite", max_lines_per_file=4), requests)
-    assert [b["lines"] for b in fake.created] == [4, 4, 2] and all(c.text for c in out)
+    assert sorted(b["lines"] for b in fake.created) == [2, 4, 4] and all(c.text for c in out)
 
     size = max(len(input_line("k" * 64, chat_body("gpt-x", r)).encode()) + 1 for r in requests)
     limit = int(size * 2.5)  # two lines a file

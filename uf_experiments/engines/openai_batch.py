@@ -20,7 +20,8 @@ the request cache's key (``cache_key(engine identity, request)``, stable across 
 
 The requests of a failed, expired or cancelled batch (less the lines it did answer), and the failed lines of a
 completed one, go into a follow-up batch, up to ``max_batch_retries`` times; after that they are failures with
-their reasons. A reply without content is a final failure (asking again would not change it), billed.
+their reasons. A line refused as a client error (HTTP 4xx other than 408/409/429) and a reply without content
+are final failures at once: asking again would not change them.
 
 The API key comes only from ``OPENAI_API_KEY``; the base URL from the model config or ``OPENAI_BASE_URL``.
 """
@@ -114,6 +115,11 @@ def input_line(custom_id: str, body: Mapping[str, Any]) -> str:
                       ensure_ascii=False, separators=(",", ":"))
 
 
+def input_file(model: str, keyed: Iterable[tuple[str, Request]]) -> str:
+    """A whole batch input file: one line per (custom_id, request)."""
+    return "".join(input_line(k, chat_body(model, r)) + "\n" for k, r in keyed)
+
+
 @dataclass(frozen=True)
 class LineResult:
     """One request's outcome in a batch's output or error file."""
@@ -134,7 +140,8 @@ def _reason(err: Any) -> str | None:
         if "error" in err:  # an error response body
             return _reason(err["error"])
         message = err.get("message") or json.dumps(err, sort_keys=True)
-        return f"{err['code']}: {message}" if err.get("code") else str(message)
+        code = err.get("code")
+        return f"{code}: {message}" if isinstance(code, str) and code else str(message)
     return str(err)
 
 
@@ -145,7 +152,9 @@ def parse_line(obj: Mapping[str, Any]) -> tuple[str, LineResult]:
     body = response.get("body") or {}
     if obj.get("error") or status != 200 or not body.get("choices"):
         reason = _reason(obj.get("error")) or _reason(body.get("error")) or "no reply in the batch output"
-        return obj["custom_id"], LineResult(None, error=f"HTTP {status}: {reason}" if status else reason)
+        client_error = isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
+        return obj["custom_id"], LineResult(None, error=f"HTTP {status}: {reason}" if status else reason,
+                                            retry=not client_error)  # a 4xx would fail again
     choice = body["choices"][0]
     u = body.get("usage") or {}
     details = u.get("prompt_tokens_details") or {}
@@ -156,6 +165,11 @@ def parse_line(obj: Mapping[str, Any]) -> tuple[str, LineResult]:
         return obj["custom_id"], LineResult(None, usage, finish, f"no content in the reply (finish_reason={finish})",
                                             retry=False)
     return obj["custom_id"], LineResult(text, usage, finish)
+
+
+def _paid(r: LineResult) -> bool:
+    """An answer, or a billed reply without content: kept until emitted."""
+    return r.text is not None or r.usage.prompt_tokens + r.usage.completion_tokens > 0
 
 
 def read_output(*texts: str) -> dict[str, LineResult]:
@@ -257,7 +271,7 @@ class BatchState:
                              [*fields.values(), input_file_id])
 
     def consume(self, input_file_id: str, batch_id: str, lines: Mapping[str, LineResult], **fields: Any) -> None:
-        """In one transaction: every answered line of the batch into batch_results, the batch marked read."""
+        """In one transaction: every paid line of the batch into batch_results, the batch marked read."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -265,7 +279,7 @@ class BatchState:
                 self._db.executemany(
                     "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(k, batch_id, r.text, r.finish_reason, r.error, r.usage.prompt_tokens, r.usage.completion_tokens,
-                      r.usage.cached_tokens, now) for k, r in lines.items() if r.text is not None or not r.retry])
+                      r.usage.cached_tokens, now) for k, r in lines.items() if _paid(r)])
                 sets = {**fields, "consumed": 1, "updated": now}
                 self._db.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in sets)} WHERE input_file_id = ?",
                                  [*sets.values(), input_file_id])
@@ -335,12 +349,16 @@ class OpenAIBatchEngine:
 
     # -------------------------------------------------------- progress
 
+    def input_file(self, requests: Sequence[Request]) -> str:
+        """The input file this engine writes for ``requests`` (custom_id = the request's cache key)."""
+        return input_file(self.model, ((cache_key(self.identity, r), r) for r in requests))
+
     def status(self) -> list[dict[str, Any]]:
         """The batches this engine submitted or re-attached to: ``batch_id, model, status, completed, failed,
         total, waited_s`` (since submission, across re-runs), ``done`` once read."""
         now = time.time()
-        return [{**s, "waited_s": round((s["finished"] or now) - s["created"], 1)}
-                for s in self._status.values()]
+        return [{**{k: v for k, v in s.items() if k not in ("created", "finished")},
+                 "waited_s": round((s["finished"] or now) - s["created"], 1)} for s in self._status.values()]
 
     def _note(self, sub: Submitted, status: str, completed: int, failed: int, total: int, done: bool = False) -> None:
         prev = self._status.get(sub.input_file_id)
@@ -432,19 +450,17 @@ class OpenAIBatchEngine:
         for k in too_big:
             give(k, LineResult(None, error=f"the request is {len(lines[k].encode())} bytes, over the batch file limit "
                                            f"max_bytes_per_file={self.max_bytes}", retry=False))
-        lanes += [self._lane(set(c), by_key, give, None, lines=lines) for c in chunks]
+        lanes += [self._lane(set(c), by_key, give, None) for c in chunks]
         outcomes = await asyncio.gather(*lanes, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
 
     async def _lane(self, keys: set[str], by_key: Mapping[str, list[Request]], give: Any, sub: Submitted | None,
-                    attempt: int = 0, lines: Mapping[str, str] | None = None) -> None:
+                    attempt: int = 0) -> None:
         """Submit ``keys`` (or wait on ``sub``, which holds them), emit what it answered, resubmit the rest."""
         if sub is None:
-            lines = lines or {}
-            body = "".join((lines.get(k) or input_line(k, chat_body(self.model, by_key[k][0]))) + "\n"
-                           for k in sorted(keys))
+            body = input_file(self.model, ((k, by_key[k][0]) for k in sorted(keys)))
             sub_or_reason = await self._submit(sorted(keys), body)
             if isinstance(sub_or_reason, str):
                 for k in keys:
@@ -466,7 +482,7 @@ class OpenAIBatchEngine:
                      attempt + 1, self.max_batch_retries)
             lines = {k: input_line(k, chat_body(self.model, by_key[k][0])) for k in again}
             chunks, _ = self._split(again, lines)  # each line fitted once, so none is too big
-            results = await asyncio.gather(*(self._lane(set(c), by_key, give, None, attempt + 1, lines) for c in chunks),
+            results = await asyncio.gather(*(self._lane(set(c), by_key, give, None, attempt + 1) for c in chunks),
                                            return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException):
@@ -497,6 +513,7 @@ class OpenAIBatchEngine:
             state.update(uploaded.id, status="not_created", consumed=1, reason=reason)
             return reason
         state.update(uploaded.id, id=batch.id, status=batch.status)
+        log.info("%s: submitted batch %s (%d requests, %d bytes)", self.model, batch.id, len(keys), len(body.encode()))
         sub = Submitted(uploaded.id, batch.id, batch.status, sub.created)
         self._note(sub, batch.status, 0, 0, len(keys))
         return sub
@@ -562,13 +579,17 @@ class OpenAIBatchEngine:
         import openai
 
         client = self._api()
-        texts = []
+        texts, unread = [], ""
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
                 try:
                     texts.append((await client.files.content(file_id)).text)
                 except openai.APIConnectionError as exc:
                     raise self._down(exc, f"downloading {file_id} of batch {sub.id}") from exc
+                except openai.APIStatusError as exc:  # e.g. gone after the provider's retention period
+                    log.warning("%s batch %s: cannot download %s (HTTP %d)", self.model, sub.id, file_id,
+                                exc.status_code)
+                    unread = f" (its file {file_id} could not be downloaded: HTTP {exc.status_code})"
         lines = read_output(*texts)
         keys = self._db().keys_of(sub.input_file_id)
         if batch.status == "completed":
@@ -578,6 +599,7 @@ class OpenAIBatchEngine:
             missing = f"batch {sub.id} failed: " + ("; ".join(_reason(e.model_dump()) or "" for e in errors) or "no reason given")
         else:
             missing = f"batch {sub.id} {batch.status} before answering this request"
+        missing += unread
         outcome = {k: lines.get(k) or LineResult(None, error=missing) for k in keys}
         failed = sum(1 for r in outcome.values() if r.text is None)
         self._db().consume(sub.input_file_id, sub.id, {k: r for k, r in outcome.items()}, status=batch.status,
