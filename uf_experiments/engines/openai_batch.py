@@ -347,11 +347,11 @@ class OpenAIBatchEngine:
             return "OPENAI_API_KEY is not set: export it (use any non-empty value for a local server without auth)"
         return None
 
-    # -------------------------------------------------------- progress
-
     def input_file(self, requests: Sequence[Request]) -> str:
         """The input file this engine writes for ``requests`` (custom_id = the request's cache key)."""
         return input_file(self.model, ((cache_key(self.identity, r), r) for r in requests))
+
+    # -------------------------------------------------------- progress
 
     def status(self) -> list[dict[str, Any]]:
         """The batches this engine submitted or re-attached to: ``batch_id, model, status, completed, failed,
