@@ -5,6 +5,7 @@ resubmitted, inputs split at the limits, and a ``kill -9`` mid-batch followed by
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -58,7 +59,8 @@ def paid_keys(fake: FakeBatchAPI) -> list[str]:
     return [body_key(b) for b in fake.paid]
 
 
-def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path):
+def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="uf_experiments.engines.openai_batch")
     requests = [judge_request(i, json_mode=i % 2 == 1) for i in range(12)]
     price = OmegaConf.merge(OmegaConf.structured(PriceConfig), OmegaConf.load(REPO / "conf/model/gpt_4o.yaml").price)
     assert price.batch_discount == 0.5
@@ -84,6 +86,12 @@ def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path):
     assert total > 0 and total == pytest.approx(0.5 * full)
     assert sorted(s["batch_id"] for s in status) == ["batch-1", "batch-2", "batch-3"]
     assert all(s["status"] == "completed" and s["done"] and s["completed"] == s["total"] for s in status)
+    progress = [r.getMessage() for r in caplog.records if " batch batch-" in r.getMessage()]
+    for bid, n in ((b["id"], b["lines"]) for b in fake.created):
+        assert any(m.startswith(f"gpt-x batch {bid}: in_progress, 0/{n} lines done (0 failed), waited ")
+                   for m in progress), progress
+        assert any(m.startswith(f"gpt-x batch {bid}: completed, {n}/{n} lines done (0 failed), waited ")
+                   for m in progress), progress
 
 
 def test_the_batch_body_is_what_the_openai_engine_sends():
