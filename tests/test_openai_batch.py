@@ -213,12 +213,14 @@ def test_kill_9_while_a_batch_is_in_flight_then_a_rerun_reattaches_and_pays_noth
         assert fake.count("POST", "/v1/batches") == 1
         fake.hold = False  # the batch finishes while no run watches it
 
-        # the re-run asks for half of them: it re-attaches (no new file, no new batch) and gets its answers
-        rerun = engine(fake, state)
+        # the re-run asks for half of them, in two calls at once: both re-attach to the one batch (no new file,
+        # no new batch, one watcher: the output file is downloaded once) and get their answers
+        rerun = engine(fake, state, max_lines_per_file=2)
         first = run_sync(rerun, requests[:3])
         rerun.close()
         assert all(c.text is not None and c.batch for c in first)
         assert fake.count("POST", "/v1/files") == 1 and fake.count("POST", "/v1/batches") == 1
+        assert fake.count("GET", "/v1/files/") == 1
         calls = len(fake.calls)
 
         # the paid lines nobody asked for yet were kept: a later run gets them without any call
