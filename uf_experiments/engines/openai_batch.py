@@ -608,6 +608,12 @@ class OpenAIBatchEngine:
         self._note(sub, batch.status, len(keys) - failed, failed, total, done=True)
         return outcome
 
+    def generate(self, requests: Sequence[Request], on_result: Emit | None = None) -> list[Completion]:
+        """The pre-scheduler seam (``runner.py`` before the streaming core): ``complete`` through ``run_sync``."""
+        from uf_experiments.engines.base import run_sync
+
+        return run_sync(self, requests, on_result)
+
     def close(self) -> None:
         """Close the state connection and the client. Live batches go on: a later run re-attaches."""
         if self._state is not None:
