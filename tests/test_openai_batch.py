@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from tests.fake_batch import FakeBatchAPI, judge_request
 from tests.fake_openai import FakeJudge, body_key
-from uf_experiments.config import AspectConfig, PriceConfig
+from uf_experiments.config import AspectConfig, ModelConfig
 from uf_experiments.costs import api_usd, completion_usd
 from uf_experiments.engines.base import EngineDown, run_sync
 from uf_experiments.engines.cache import cache_key
@@ -62,7 +62,8 @@ def paid_keys(fake: FakeBatchAPI) -> list[str]:
 def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="uf_experiments.engines.openai_batch")
     requests = [judge_request(i, json_mode=i % 2 == 1) for i in range(12)]
-    price = OmegaConf.merge(OmegaConf.structured(PriceConfig), OmegaConf.load(REPO / "conf/model/gpt_4o.yaml").price)
+    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf/model/gpt_4o.yaml"))
+    price = model.price
     assert price.batch_discount == 0.5
     with FakeBatchAPI(delay_polls=2) as fake:
         eng = engine(fake, tmp_path / "state.sqlite", max_lines_per_file=5)
@@ -81,7 +82,7 @@ def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path, cap
     # usage is read from each line; $ = usage x price x 0.5
     assert sorted((c.usage.prompt_tokens, c.usage.completion_tokens) for c in out) == sorted(
         (p, q) for _, p, q, _ in fake.usages)
-    total = sum(completion_usd(price, c) for c in out)
+    total = sum(completion_usd(model, c) for c in out)
     full = sum(api_usd(price, Usage(p, q, cached)) for _, p, q, cached in fake.usages)
     assert total > 0 and total == pytest.approx(0.5 * full)
     assert sorted(s["batch_id"] for s in status) == ["batch-1", "batch-2", "batch-3"]

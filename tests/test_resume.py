@@ -103,10 +103,10 @@ def test_a_run_through_faults_pays_each_request_once(tmp_path):
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps({"prompt_id": f"p{i}", "source": "sharegpt",
                                         "instruction": f"Question {i} {faults[i]}"}) + "\n" for i in range(6)))
-    with FakeJudge(hang_s=2.0, retry_after_s=0.1) as server:
+    with FakeJudge(hang_s=8.0, retry_after_s=0.1) as server:  # a hang far outlasts the timeout below
         cmd = command(tmp_path / "run", tmp_path / "cache.sqlite")
         cmd = [c for c in cmd if not c.startswith("dataset.")] + [
-            "dataset=local", f"dataset.path={data}", "pool.engine.timeout_s=0.7", "pool.engine.max_retries=4"]
+            "dataset=local", f"dataset.path={data}", "pool.engine.timeout_s=3", "pool.engine.max_retries=4"]
         proc = subprocess.run(cmd, cwd=REPO, env=env(server), capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         paid = [body_key(b) for b in server.paid]

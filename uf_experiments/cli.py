@@ -33,14 +33,51 @@ OmegaConf.register_new_resolver("uf_short", short_dirname, replace=True)
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra config root, outside the package
 
 
+INTERRUPTED = (130, 143)
+SWEEP_EXIT = {"code": 0}  # a -m sweep's worst job exit code (set by ExitCodeCallback)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> None:
+    """One job. A single run exits with its code (README, "Exit codes"); in a -m sweep a job that could not
+    finish is recorded in its summary.json and the sweep goes on, except after Ctrl-C / SIGTERM, which stop it."""
+    from hydra.core.hydra_config import HydraConfig
+
     from uf_experiments.runner import run
 
+    multirun = str(getattr(HydraConfig.get().mode, "name", HydraConfig.get().mode)) == "MULTIRUN"
     try:
-        run(cfg)
+        code = run(cfg).get("exit_code", 0)
     except ConfigError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+        record_failure(Path(HydraConfig.get().runtime.output_dir), cfg, str(exc), code)
+    if code and (not multirun or code in INTERRUPTED):
+        raise SystemExit(code)
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, reason: str, code: int) -> None:
+    """A job stopped by bad input before it ran: its summary.json says so (and compare lists it as failed)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps({"experiment": cfg.experiment, "stopped": reason,
+                                                      "exit_code": code, "run_dir": str(run_dir)}, indent=2))
+
+
+class ExitCodeCallback(Callback):
+    """After a ``-m`` sweep: the worst exit code of its jobs (from their summary.json) becomes the command's."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        codes = []
+        for path in Path(config.hydra.sweep.dir).glob("*/summary.json"):
+            try:
+                codes.append(int(json.loads(path.read_text()).get("exit_code") or 0))
+            except (ValueError, OSError):
+                continue
+        failed = [c for c in codes if c]
+        SWEEP_EXIT["code"] = max(failed) if failed else 0
+        if failed:
+            print(f"sweep: {len(failed)} of {len(codes)} jobs did not finish (see their summary.json 'stopped')",
+                  file=sys.stderr)
 
 
 class PlanTotalCallback(Callback):
@@ -127,8 +164,15 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
 def main() -> None:
     problem = precheck(sys.argv[1:])
     if problem:
-        sys.exit(f"error: {problem}")
-    _app()
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        _app()
+    except KeyboardInterrupt:  # before the run's own handler was in place (loading, building models)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    if SWEEP_EXIT["code"]:
+        sys.exit(SWEEP_EXIT["code"])
 
 
 if __name__ == "__main__":

@@ -167,6 +167,7 @@ class TrackingConfig:
     entity: str | None = None
     mode: str | None = None  # null: online when logged in, offline otherwise; or "offline" / "online"
     group: str | None = None  # null: the sweep dir name for -m runs
+    max_table_rows: int = 20000  # rows of the W&B tables (completions, pairs); the files always have all of them
 
 
 @dataclass
@@ -178,8 +179,9 @@ class CacheConfig:
 
 @dataclass
 class PlanConfig:
-    generation_output_tokens: int | None = None  # plan.generation_output_tokens=300 (null: sampling.max_new_tokens)
-    judge_output_tokens: int | None = None  # plan.judge_output_tokens=400 (null: judge.max_new_tokens)
+    generation_output_tokens: int | None = None  # planning.generation_output_tokens=300 (null: sampling.max_new_tokens)
+    judge_output_tokens: int | None = None  # planning.judge_output_tokens=400 (null: judge.max_new_tokens)
+    pilot: int = 0  # planning.pilot=20: run the first 20 prompts for real, estimate from their output lengths
 
 
 @dataclass
@@ -205,7 +207,31 @@ class RunConfig:
     planning: PlanConfig = field(default_factory=PlanConfig)
     budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more
     batch: bool = False  # batch=true: every OpenAI-compatible model goes through the Batch API (half price, <= 24 h)
+    stop_grace_s: float = 30.0  # after a stop (signal, endpoint down, budget): wait this long for requests in flight
+    progress_interval_s: float = 10.0  # without a terminal: one progress line this often
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# Overrides that change where files go or how a run is watched, not what it does: left out of W&B run names,
+# compare's columns and the sweep's run-dir names (conf/config.yaml hydra.job.config.override_dirname).
+NON_DEFINING_OVERRIDES = ("experiment", "plan", "planning.", "cache.", "hydra.", "tracking.", "output.")
+
+
+def defines_run(override: str) -> bool:
+    """False for an override (``key=value`` or ``+key=value``) of :data:`NON_DEFINING_OVERRIDES`."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return not any(key == p or (p.endswith(".") and key.startswith(p)) for p in NON_DEFINING_OVERRIDES)
+
+
+def side_by_side(aspects: Any) -> list[str]:
+    """The aspects a mean score averages: the side-by-side ones (1-5); per-completion aspects (``critique``, 1-10)
+    count only when named (``binarize.score``) or when they are all there is."""
+    names = list(aspects)
+    return [a for a in names if not _get(aspects[a], "per_completion")] or names
+
+
+def _get(node: Any, key: str) -> Any:
+    return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
 
 
 OPENAI_ENGINE = "uf_experiments.engines.openai_engine.OpenAIEngine"

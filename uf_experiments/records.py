@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 Message = dict[str, str]
@@ -46,8 +47,8 @@ class Request:
     response_format: dict[str, Any] | None = None  # a JSON schema for structured output
     tag: str = ""  # what the caller needs to route the answer back (not part of the key)
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # computed once per request object (a frozen dataclass keeps it in __dict__)
         blob = json.dumps(
             {
                 "model": self.model,
@@ -70,8 +71,10 @@ class Completion:
     usage: Usage = Usage()
     finish_reason: str | None = None
     error: str | None = None
-    cached: bool = False  # served from the request cache: no engine call, no cost
-    batch: bool = False  # answered through the OpenAI Batch API: priced at ``price.batch_discount``
+    cached: bool = False  # served from the request cache: no engine call, nothing paid now
+    cost_usd: float | None = None  # attributed cost: API tokens x price when paid, or a share of GPU time
+    engine_s: float = 0.0  # self-hosted engines: this request's share of the engine's measured time
+    batch: bool = False  # answered through a batch API (priced at price.batch_discount)
 
 
 @dataclass(frozen=True)

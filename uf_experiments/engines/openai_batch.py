@@ -318,6 +318,7 @@ class OpenAIBatchEngine:
         completion_window: str = "24h",
         timeout_s: float = 600.0,
         max_retries: int = 6,
+        connect_timeout_s: float = 10.0,
     ) -> None:
         if max_lines_per_file < 1 or max_bytes_per_file < 1:
             raise ValueError("max_lines_per_file and max_bytes_per_file must be >= 1")
@@ -332,7 +333,7 @@ class OpenAIBatchEngine:
         self.poll_initial_s, self.poll_max_s, self.poll_factor = poll_initial_s, poll_max_s, poll_factor
         self.max_batch_retries = max_batch_retries
         self.completion_window = completion_window
-        self.timeout_s, self.max_retries = timeout_s, max_retries
+        self.timeout_s, self.max_retries, self.connect_timeout_s = timeout_s, max_retries, connect_timeout_s
         self.state_path = Path(state_path or "outputs/cache/requests.sqlite")
         self._state: BatchState | None = None
         self._client: Any = None
@@ -384,8 +385,10 @@ class OpenAIBatchEngine:
                 import openai
             except ImportError as exc:  # pragma: no cover - a declared dependency
                 raise ImportError("the Batch API engine needs the openai SDK: pip install 'openai>=1.40'") from exc
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, timeout=self.timeout_s,
-                                              max_retries=self.max_retries)
+            import httpx2  # the SDK's HTTP client
+
+            timeout = httpx2.Timeout(self.timeout_s, connect=min(self.connect_timeout_s, self.timeout_s))
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, timeout=timeout, max_retries=self.max_retries)
             self._loop, self._watchers = loop, {}
         return self._client
 
@@ -614,17 +617,18 @@ class OpenAIBatchEngine:
 
         return run_sync(self, requests, on_result)
 
+    async def release(self) -> None:
+        """Close this loop's client (awaited before the loop ends). Live batches go on: a later run re-attaches."""
+        client, self._client, self._loop, self._watchers = self._client, None, None, {}
+        if client is not None:
+            await client.close()
+
     def close(self) -> None:
-        """Close the state connection and the client. Live batches go on: a later run re-attaches."""
+        """Close the state connection (the client is closed by :meth:`release`). Safe to call twice."""
         if self._state is not None:
             self._state.close()
             self._state = None
-        client, loop, self._client, self._loop = self._client, self._loop, None, None
-        if client is not None and loop is not None and not loop.is_closed():
-            if loop.is_running():
-                loop.create_task(client.close())
-            else:
-                loop.run_until_complete(client.close())
+        self._client = self._loop = None
 
 
 def _duration(seconds: float) -> str:
