@@ -5,7 +5,8 @@ Endpoints: ``POST /v1/files`` (multipart upload), ``GET /v1/files/{id}/content``
 path (``/v1/chat/completions`` included) is logged and answered 404.
 
 A batch is validated when created (lines, bytes, unique custom ids, method and url) and runs when polled: it is
-``in_progress`` for ``delay_polls`` polls (for ever while ``hold`` is set), then takes the next outcome of
+``in_progress`` for ``delay_polls`` polls (for ever while ``hold`` is set; only those of ``hold_model`` if
+that is set), then takes the next outcome of
 ``outcomes`` (by creation order; default ``complete``):
 
 - ``complete``: every line answered with the chat reply logic of ``fake_openai.FakeJudge`` (judge prompts get
@@ -47,6 +48,7 @@ class FakeBatchAPI:
         self.outcomes = list(outcomes or [])
         self.max_lines, self.max_bytes = max_lines, max_bytes
         self.hold = False
+        self.hold_model: str | None = None  # hold only the batches of this model
         self.create_gate: threading.Event | None = None
         self.replier = FakeJudge()  # only its reply logic
         self.replier.server.server_close()
@@ -155,7 +157,8 @@ class FakeBatchAPI:
     def _poll(self, bid: str) -> dict[str, Any]:
         batch = self.batches[bid]
         self.polls[bid] = self.polls.get(bid, 0) + 1
-        if batch["status"] in ("validating", "in_progress") and not self.hold:
+        held = self.hold and self.hold_model in (None, batch["_lines"][0]["body"]["model"])
+        if batch["status"] in ("validating", "in_progress") and not held:
             if self.polls[bid] > self.delay_polls:
                 self._finish(batch, batch["_outcome"])
             else:
