@@ -25,7 +25,7 @@ from uf_experiments.config import AspectConfig, ModelConfig
 from uf_experiments.costs import api_usd, completion_usd
 from uf_experiments.engines.base import EngineDown, run_sync
 from uf_experiments.engines.cache import cache_key
-from uf_experiments.engines.openai_batch import OpenAIBatchEngine, chat_body, input_line
+from uf_experiments.engines.openai_batch import OpenAIBatchEngine, chat_body, format_status, input_line
 from uf_experiments.judge.parse import parse_reply
 from uf_experiments.records import Completion, Usage
 
@@ -87,6 +87,10 @@ def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path, cap
     assert total > 0 and total == pytest.approx(0.5 * full)
     assert sorted(s["batch_id"] for s in status) == ["batch-1", "batch-2", "batch-3"]
     assert all(s["status"] == "completed" and s["done"] and s["completed"] == s["total"] for s in status)
+    assert format_status(status) == ""  # nothing open any more
+    open_one = {**status[0], "status": "in_progress", "done": False, "completed": 1, "failed": 2, "waited_s": 3725}
+    assert format_status([open_one]) == f"batches: gpt-x {open_one['batch_id']} in_progress 1/{open_one['total']} " \
+                                        "lines (2 failed), waited 1h02m"
     progress = [r.getMessage() for r in caplog.records if " batch batch-" in r.getMessage()]
     for bid, n in ((b["id"], b["lines"]) for b in fake.created):
         assert any(m.startswith(f"gpt-x batch {bid}: in_progress, 0/{n} lines done (0 failed), waited ")

@@ -631,6 +631,15 @@ class OpenAIBatchEngine:
         self._client = self._loop = None
 
 
+def format_status(entries: Sequence[Mapping[str, Any]]) -> str:
+    """One progress line for the batches still open (from ``OpenAIBatchEngine.status()`` of every batch
+    engine), e.g. ``batches: gpt-4o batch_abc in_progress 1,200/5,000 lines (3 failed), waited 1h05m``."""
+    parts = [f"{e['model']} {e['batch_id']} {e['status']} {e['completed']:,}/{e['total']:,} lines"
+             + (f" ({e['failed']:,} failed)" if e["failed"] else "") + f", waited {_duration(e['waited_s'])}"
+             for e in entries if not e["done"]]
+    return "batches: " + "; ".join(parts) if parts else ""
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
