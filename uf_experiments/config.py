@@ -57,6 +57,7 @@ class PriceConfig:
     input_per_1m: float = 0.0  # USD per 1M prompt tokens
     output_per_1m: float = 0.0  # USD per 1M completion tokens
     cached_input_per_1m: float = 0.0  # USD per 1M cached prompt tokens
+    batch_discount: float = 1.0  # the factor on all three through the OpenAI Batch API (OpenAI: 0.5)
     read_on: str | None = None  # the date the prices were read from the provider's page
 
 
@@ -205,6 +206,7 @@ class RunConfig:
     plan: bool = False  # plan=true: print requests, tokens and $ per stage and model; call no model
     planning: PlanConfig = field(default_factory=PlanConfig)
     budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more
+    batch: bool = False  # batch=true: every OpenAI-compatible model goes through the Batch API (half price, <= 24 h)
     stop_grace_s: float = 30.0  # after a stop (signal, endpoint down, budget): wait this long for requests in flight
     progress_interval_s: float = 10.0  # without a terminal: one progress line this often
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -230,6 +232,10 @@ def side_by_side(aspects: Any) -> list[str]:
 
 def _get(node: Any, key: str) -> Any:
     return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
+
+
+OPENAI_ENGINE = "uf_experiments.engines.openai_engine.OpenAIEngine"
+BATCH_ENGINE = "uf_experiments.engines.openai_batch.OpenAIBatchEngine"
 
 
 def register_configs() -> None:
@@ -269,6 +275,58 @@ def expand_pool(cfg: DictConfig) -> None:
         cfg.pool.models = typed
     if cfg.pool.size is None:
         cfg.pool.size = len(cfg.pool.models)
+    apply_batch(cfg)
+
+
+def _run_models(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """(where, model config) of every model the run may call: the pool roster and the judge."""
+    models = [(f"pool.models.{k}", m) for k, m in (cfg.pool.models or {}).items()]
+    judge = OmegaConf.select(cfg, "judge.model", default=None)
+    return models + ([("judge.model", judge)] if judge is not None else [])
+
+
+def apply_batch(cfg: DictConfig) -> None:
+    """In place: ``batch=true`` (every model) or a model's ``engine.batch: true`` switches an OpenAI-compatible
+    engine to the Batch API engine, keeping the kwargs it takes (base_url, timeout_s, max_retries, and any of
+    its own) and dropping the rest (max_in_flight, per-minute limits). Its batch state goes into the request
+    cache's file (``cache.path``). vLLM models are not affected. Idempotent."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    takes = None
+    for where, model in _run_models(cfg):
+        engine = model.engine
+        if not engine:
+            continue
+        own = engine.get("batch")
+        if own is not None:  # a switch, not an engine kwarg
+            model.engine = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k != "batch"}
+            engine = model.engine
+        target = engine.get("_target_")
+        if not (own or cfg.get("batch", False)) or target == BATCH_ENGINE:
+            continue
+        if target != OPENAI_ENGINE:
+            if own:
+                raise ConfigError(f"{where}.engine.batch=true: only the OpenAI-compatible engine ({OPENAI_ENGINE}) "
+                                  f"can go through the Batch API, not {target}; drop the override")
+            continue  # batch=true leaves vLLM models alone
+        if takes is None:
+            takes = set(inspect.signature(get_class(BATCH_ENGINE).__init__).parameters) - {"self", "path"}
+        kwargs = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k in takes}
+        kwargs.setdefault("state_path", cfg.cache.path)
+        model.engine = {"_target_": BATCH_ENGINE, **kwargs}
+
+
+def is_batch_engine(model: Any) -> bool:
+    """True when this model's requests go through the Batch API (after :func:`apply_batch`)."""
+    return bool(model.engine) and model.engine.get("_target_") == BATCH_ENGINE
+
+
+def uses_batch(cfg: DictConfig) -> bool:
+    """True when any model of the run goes through the Batch API: the runner then prints
+    ``engines.openai_batch.BATCH_NOTICE`` first."""
+    return any(is_batch_engine(m) for _, m in _run_models(cfg))
 
 
 def validate(cfg: DictConfig) -> None:

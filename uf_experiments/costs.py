@@ -31,6 +31,13 @@ def api_usd(price: Any, u: Usage) -> float:
             + u.completion_tokens * price.output_per_1m) / 1e6
 
 
+def usd_at_rate(price: Any, u: Usage, batch: bool = False) -> float:
+    """``api_usd``, at the Batch API rate (x ``price.batch_discount``) when ``batch``: for estimates before a
+    request is sent (the plan, budget reservations), with ``batch=config.is_batch_engine(model)``."""
+    usd = api_usd(price, u)
+    return usd * float(getattr(price, "batch_discount", 1.0)) if batch else usd
+
+
 def _is_api(model: Any) -> bool:
     return "openai" in str(model.engine.get("_target_", "")).lower()
 

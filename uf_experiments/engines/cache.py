@@ -71,7 +71,10 @@ def engine_identity(engine_cfg: Mapping[str, Any], path: str) -> str:
     semantic = {k: kwargs[k] for k in SEMANTIC_ENGINE_KEYS if kwargs.get(k) is not None}
     if "base_url" in kwargs and not kwargs["base_url"]:  # an API engine on the default endpoint
         semantic["base_url"] = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    return json.dumps({"engine": engine_cfg.get("_target_"), "path": path, **semantic}, sort_keys=True)
+    target = engine_cfg.get("_target_")
+    if target == "uf_experiments.engines.openai_batch.OpenAIBatchEngine":  # the Batch API answers as the plain API
+        target = "uf_experiments.engines.openai_engine.OpenAIEngine"
+    return json.dumps({"engine": target, "path": path, **semantic}, sort_keys=True)
 
 
 def cache_key(identity: str, request: Request) -> str:
