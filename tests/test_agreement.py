@@ -38,7 +38,8 @@ def rounded(figures: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
 
 
-def pairs(group: str, reference: list[float | None], judge: list[float | None], failed: bool = False) -> list[RatingPair]:
+def pairs(group: str, reference: list[float | None], judge: list[float | None],
+          failed: bool = False) -> list[RatingPair]:
     return [RatingPair(group, r, j, failed) for r, j in zip(reference, judge, strict=True)]
 
 

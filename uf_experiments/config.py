@@ -380,7 +380,8 @@ def _validate_given_columns(cfg: DictConfig, source: str) -> None:
         raise ConfigError(f"{given} maps completions to judge, but dataset.completions=none generates new ones: "
                           "use experiment=rejudge (or dataset.completions=columns pool=none)")
     if source == "columns" and not responses:
-        raise ConfigError("dataset.completions=columns needs the list column of responses: dataset.columns.responses=NAME")
+        raise ConfigError("dataset.completions=columns needs the list column of responses: "
+                          "dataset.columns.responses=NAME")
     if source in ("ultrafeedback", "run") and (responses or reference):
         given = f"dataset.columns.responses={responses}" if responses else first_ref
         raise ConfigError(f"{given} is for a dataset with a list column of responses; dataset.completions={source} "

@@ -108,8 +108,8 @@ def _ultrafeedback(row: Mapping[str, Any], _: int) -> list[GivenCompletion]:
         reference = {a: _uf_rating(annotations.get(a)) for a in UF_ASPECTS}
         reference[UF_CRITIQUE] = reference_value(c.get("overall_score"))
         out.append(GivenCompletion(text=c.get("response") or "", model=_text(c.get("model")) or "unknown",
-                                   principle=_text(c.get("principle")), system_prompt=_text(c.get("custom_system_prompt")),
-                                   reference=reference))
+                                   principle=_text(c.get("principle")),
+                                   system_prompt=_text(c.get("custom_system_prompt")), reference=reference))
     return out
 
 
@@ -159,8 +159,8 @@ def _columns_reader(columns: Mapping[str, str | None], reference: Mapping[str, s
     return read
 
 
-def given_reader(layout: str, keys: Sequence[str], columns: Mapping[str, str | None], reference: Mapping[str, str | None],
-                 origin: str) -> tuple[str, Reader]:
+def given_reader(layout: str, keys: Sequence[str], columns: Mapping[str, str | None],
+                 reference: Mapping[str, str | None], origin: str) -> tuple[str, Reader]:
     """The layout (``auto`` resolved from the first row's ``keys``) and the function that reads a row's completions."""
     responses = columns.get("responses")
     if layout == "auto":
@@ -181,7 +181,8 @@ def given_reader(layout: str, keys: Sequence[str], columns: Mapping[str, str | N
         raise ConfigError(f"{origin} has no column '{needs}' for dataset.completions={layout} "
                           f"(columns: {', '.join(map(str, keys))}); map yours with {hint}")
     if layout == "columns":
-        missing = [f"dataset.columns.{k}={columns[k]}" for k in LIST_COLUMNS if columns.get(k) and columns[k] not in keys]
+        missing = [f"dataset.columns.{k}={columns[k]}" for k in LIST_COLUMNS
+                   if columns.get(k) and columns[k] not in keys]
         missing += [f"dataset.reference.{a}={c}" for a, c in reference.items() if c and c not in keys]
         if missing:
             raise ConfigError(f"{origin} has no column for {missing[0]} (columns: {', '.join(map(str, keys))})")
