@@ -272,7 +272,8 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     [
         (["pool.size=abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not be "
                             "converted to Integer"),
-        (["pool=nope"], "error: In 'config': Could not find 'pool/nope' (available: none, paper_open, seed, served, tiny)"),
+        (["pool=nope"], "error: In 'config': Could not find 'pool/nope' "
+                        "(available: none, paper_open, seed, served, tiny)"),
         (["judge.output=yaml"], "error: Error merging override judge.output=yaml; Invalid value 'yaml', expected one "
                                 "of [json, text]"),
         (["pool.sizee=3"], "error: Could not override 'pool.sizee'.; To append to your config use +pool.sizee=3; "
