@@ -255,3 +255,42 @@ def test_fixture_rejudged_through_the_judge_prompts_and_a_real_server(tmp_path, 
     assert len(judge.paid) == 3 * 4 + 3 * 4
     assert all(body["model"] == "fake-judge" for body in judge.paid)
     assert agreement_metrics(rows, ASPECTS, cfg.aspect) == {a: rounded(EXPECTED[a]) for a in ASPECTS}
+
+
+def test_merged_shards_of_a_rejudge_report_the_agreement_of_all_rows(tmp_path, compose):
+    """uf-experiments-merge recomputes metrics.agreement from the merged rows (shard dirs written by hand here, in
+    the run-dir layout: .hydra/config.yaml, rated.parquet, summary.json)."""
+    from datasets import Dataset
+    from omegaconf import OmegaConf
+
+    from uf_experiments.merge import merge
+
+    data = write_uf(tmp_path / "uf.parquet")
+    shards = []
+    for index in range(2):
+        cfg, prompts = load_fixture(compose, data, f"aspect=[{','.join(ASPECTS)}]", "dataset.shard.count=2",
+                                    f"dataset.shard.index={index}")
+        run = tmp_path / "shards" / f"{index}_shard"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        rows = [{"prompt_id": p.prompt_id, "prompt_index": p.index, **given_row_fields(p),
+                 "ratings": {a: [quality(t, cfg.aspect[a].max_rating) for t in given_row_fields(p)["generations"]]
+                             for a in ASPECTS},
+                 "parse_status": {a: "ok" for a in ASPECTS},
+                 "reference_ratings": reference_ratings(p.given, ASPECTS)} for p in prompts]
+        Dataset.from_list(rows).to_parquet(str(run / "rated.parquet"))
+        judged = len(rows) * len(ASPECTS)
+        (run / "summary.json").write_text(json.dumps({
+            "experiment": "rejudge", "stopped": None,
+            "counts": {"rows_read": 6, "skipped_few_completions": 1, "dropped_empty_completions": 3,
+                       "judged": judged, "pairs": 0},
+            "cost_usd": {"judge": {"total": 0.001 * judged}, "total": 0.001 * judged},
+        }))
+        shards.append(run)
+
+    summary = merge(shards, tmp_path / "merged")
+
+    assert summary["metrics"]["agreement"] == {a: rounded(EXPECTED[a]) for a in ASPECTS}
+    assert summary["metrics"]["usd_per_1k_judged"] == 1.0  # $0.001 an item
+    assert summary["counts"]["judged"] == 3 * 5  # summed over the shards (2 + 1 prompts)
+    assert (summary["counts"]["skipped_few_completions"], summary["counts"]["dropped_empty_completions"]) == (1, 3)

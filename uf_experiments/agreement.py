@@ -191,13 +191,15 @@ def _round(value: Any) -> Any:
 def agreement_metrics(rows: Sequence[Mapping[str, Any]], aspects: Sequence[str],
                       aspect_cfgs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``metrics.agreement``: aspect -> figures (rounded), over the rows that carry ``reference_ratings``;
-    empty when none does (a run whose completions were generated)."""
+    empty when none does (a run whose completions were generated). ``aspect_cfgs`` is ``cfg.aspect`` (or its
+    plain-dict form, as ``merge`` reads it from ``.hydra/config.yaml``)."""
     if not any(row.get("reference_ratings") is not None for row in rows):
         return {}
     out = {}
     for a in aspects:
         cfg = aspect_cfgs[a]
-        figures = agreement(rating_pairs(rows, a), cfg.min_rating, cfg.max_rating)
+        scale = [cfg[k] if isinstance(cfg, Mapping) else getattr(cfg, k) for k in ("min_rating", "max_rating")]
+        figures = agreement(rating_pairs(rows, a), *scale)
         out[a] = {k: _round(v) for k, v in figures.items()}
     return out
 

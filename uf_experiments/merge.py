@@ -19,12 +19,14 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
+from uf_experiments.agreement import agreement_metrics, usd_per_1k_judged
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
 
 
-DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate")
+DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
+                  "dropped_empty_completions")
 
 
 class MergeError(Exception):
@@ -104,6 +106,10 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
         metrics["flip_rate_by_aspect"] = flip_rates(c["flips_by_aspect"])
     total = summary["cost_usd"].get("total", 0.0)
     metrics["usd_per_pair"] = round(total / len(pairs), 6) if pairs else None
+    agreement = agreement_metrics(rows, aspects, cfg["aspect"])  # empty unless the rows carry reference ratings
+    if agreement:  # a re-judge (experiment=rejudge): the runner reports these two under the same condition
+        metrics["agreement"] = agreement
+        metrics["usd_per_1k_judged"] = usd_per_1k_judged(summary)
     summary["metrics"] = metrics
     summary["exit_code"] = max((s.get("exit_code") or 0 for s in summaries), default=0)
 
