@@ -276,6 +276,16 @@ def test_to_prompts_maps_extra_columns():
     assert report.prompts[0].extras == {"correct_answers": ["yes"], "world_knowledge": "Sky is blue."}
 
 
+def test_to_prompts_leaves_out_empty_world_knowledge():
+    """UltraFeedback marks rows without reference answers with ["None"]: the judge must not read "Correct answers:
+    None" as knowledge."""
+    rows = [{"instruction": "A", "correct_answers": ["None"], "incorrect_answers": [], "world_knowledge": ""},
+            {"instruction": "B", "correct_answers": ["None", "Zero"], "incorrect_answers": ["Five"]}]
+    report = run(rows)
+    assert report.prompts[0].extras == {"world_knowledge": ""}
+    assert report.prompts[1].extras == {"correct_answers": ["None", "Zero"], "incorrect_answers": ["Five"]}
+
+
 def test_to_prompts_stable_id_depends_on_source_and_instruction():
     ids = {
         (src, text): run([{"instruction": text, "source": src}]).prompts[0].prompt_id
@@ -341,6 +351,7 @@ def test_ultrafeedback_schema_loads_completions_and_reference_ratings(tmp_path, 
     assert (report.skipped_few_completions, report.dropped_empty_completions) == (1, 3)
     assert [(p.source, p.instruction) for p in report.prompts] == [(u["source"], u["instruction"]) for u in UF_PROMPTS]
     assert [p.index for p in report.prompts] == [0, 1, 2]
+    assert report.prompts[0].extras == {}  # ["None"]: UltraFeedback's placeholder for no reference answers
     p2 = report.prompts[1]
     assert p2.extras == {"correct_answers": UF_PROMPTS[1]["correct_answers"],
                          "incorrect_answers": UF_PROMPTS[1]["incorrect_answers"]}

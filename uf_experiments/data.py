@@ -7,7 +7,8 @@ Every loader maps the dataset's columns onto ours (``dataset.columns``: our name
 - empty or whitespace-only instructions are skipped and counted (``skipped_empty``);
 - a repeated instruction keeps its first occurrence; later ones are skipped and counted (``skipped_duplicate``);
 - ``prompt_id`` comes from the data when mapped, else a stable hash of source + instruction;
-- a missing source becomes ``dataset.source`` (or ``"unknown"``).
+- a missing source becomes ``dataset.source`` (or ``"unknown"``);
+- a world-knowledge list that is empty or UltraFeedback's placeholder ``["None"]`` is left out of the extras.
 
 Completions the dataset already holds (``dataset.completions``, ``experiment=rejudge``) become
 ``Prompt.given``: judged as they are, never generated. ``auto`` reads the layout from the first row:
@@ -246,13 +247,23 @@ def to_prompts(rows: Iterable[Mapping[str, Any]], columns: Mapping[str, str | No
         seen.add(instruction)
         source = row.get(col("source")) or default_source or "unknown"
         pid = _id_text(row.get(col("prompt_id"))) or _stable_id(str(source), instruction)
-        extras = {name: row[col(name)] for name in EXTRA_COLUMNS if row.get(col(name)) is not None}
+        extras = {name: row[col(name)] for name in EXTRA_COLUMNS if _knowledge(row.get(col(name)))}
         report.prompts.append(Prompt(pid, str(source), instruction, extras, index=len(report.prompts), given=given))
         if limit is not None and len(report.prompts) >= limit:
             break
     if report.rows == 0:
         raise ConfigError(f"{origin} has no rows: check the path, split or filter")
     return report
+
+
+def _knowledge(value: Any) -> bool:
+    """A world-knowledge cell worth showing the judge: not None, not an empty list, and not UltraFeedback's
+    placeholder ``["None"]`` (its rows without reference answers), which would read as "Correct answers: None"."""
+    if value is None:
+        return False
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return bool(value) and list(value) != ["None"]
+    return True
 
 
 def _enum(value: Any) -> str:
