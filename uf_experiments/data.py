@@ -86,6 +86,11 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def _response(value: Any) -> str:
+    """A response as it is (never stripped: the judge sees what the model wrote); anything but text is empty."""
+    return value if isinstance(value, str) else ""
+
+
 # ---------------------------------------------------------------- completions a dataset holds
 
 
@@ -108,7 +113,7 @@ def _ultrafeedback(row: Mapping[str, Any], _: int) -> list[GivenCompletion]:
         annotations = c.get("annotations") or {}
         reference = {a: _uf_rating(annotations.get(a)) for a in UF_ASPECTS}
         reference[UF_CRITIQUE] = reference_value(c.get("overall_score"))
-        out.append(GivenCompletion(text=c.get("response") or "", model=_text(c.get("model")) or "unknown",
+        out.append(GivenCompletion(text=_response(c.get("response")), model=_text(c.get("model")) or "unknown",
                                    principle=_text(c.get("principle")),
                                    system_prompt=_text(c.get("custom_system_prompt")), reference=reference))
     return out
@@ -122,7 +127,7 @@ def _run(row: Mapping[str, Any], _: int) -> list[GivenCompletion]:
     texts = row.get("generations") or []
     ratings = row.get("ratings") or {}
     return [
-        GivenCompletion(text=text or "", model=_text(_at(row.get("generation_models"), i)) or "unknown",
+        GivenCompletion(text=_response(text), model=_text(_at(row.get("generation_models"), i)) or "unknown",
                         principle=_text(_at(row.get("principles"), i)),
                         system_prompt=_text(_at(row.get("system_prompts"), i)),
                         reference={a: reference_value(_at(values, i)) for a, values in ratings.items()})
@@ -149,7 +154,7 @@ def _columns_reader(columns: Mapping[str, str | None], reference: Mapping[str, s
         extra = {k: listed(row, col, f"dataset.columns.{k}", number, n) for k, col in beside.items()}
         refs = {a: listed(row, col, f"dataset.reference.{a}", number, n) for a, col in reference.items()}
         return [
-            GivenCompletion(text=text if isinstance(text, str) else "",
+            GivenCompletion(text=_response(text),
                             model=(_text(extra["models"][i]) if "models" in extra else None) or "unknown",
                             principle=_text(extra["principles"][i]) if "principles" in extra else None,
                             system_prompt=_text(extra["system_prompts"][i]) if "system_prompts" in extra else None,
