@@ -400,3 +400,10 @@ def test_cli_rejects_a_pool_in_a_rejudge_before_loading_anything(tmp_path):
     assert proc.stderr.strip() == ("error: dataset.completions=auto judges the completions the dataset holds, so "
                                    "pool 'tiny' would never be used: pass pool=none (experiment=rejudge does)")
     assert not run_dir.exists()
+
+
+def test_sweep_dir_names_leave_out_the_dataset_path(compose, api_key):
+    """A path's slashes in a sweep cell's dir name would nest the run dirs where compare does not look."""
+    cfg = compose(["experiment=rejudge", "dataset.path=/data/uf.parquet", "judge=gpt-4o", "judge.output=json"],
+                  return_hydra_config=True)
+    assert cfg.hydra.job.override_dirname == "judge.output=json,judge=gpt-4o"
