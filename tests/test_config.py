@@ -396,7 +396,7 @@ def test_cli_rejects_a_pool_in_a_rejudge_before_loading_anything(tmp_path):
     run_dir = tmp_path / "run"
     proc, _ = _run_cli(["experiment=rejudge", "pool=tiny", "judge=tiny", "tracking=none",
                         f"hydra.run.dir={run_dir}"], tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # bad config
     assert proc.stderr.strip() == ("error: dataset.completions=auto judges the completions the dataset holds, so "
                                    "pool 'tiny' would never be used: pass pool=none (experiment=rejudge does)")
     assert not run_dir.exists()
