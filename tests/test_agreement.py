@@ -9,6 +9,7 @@ import urllib.request
 from types import SimpleNamespace
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.fake_openai import FakeJudge, quality
@@ -21,12 +22,14 @@ from uf_experiments.agreement import (
     average_ranks,
     kappa_quadratic,
     pairwise_accuracy,
-    rating_pairs,
+    reference_field,
+    row_pairs,
     reference_ratings,
     spearman,
     usd_per_1k_judged,
 )
 from uf_experiments.data import given_row_fields, load_prompts
+from uf_experiments.outputs import rated_schema, write_outputs
 from uf_experiments.judge.judging import make_items, rate
 from uf_experiments.judge.judging import outcomes as combine
 from uf_experiments.records import Completion, GivenCompletion, Request
@@ -155,12 +158,13 @@ def test_agreement_metrics_is_empty_for_generated_rows():
     assert agreement_metrics(rows, ["honesty"], {"honesty": SimpleNamespace(min_rating=1, max_rating=5)}) == {}
 
 
-def test_rating_pairs_mark_a_failed_aspect():
-    rows = [{"prompt_id": "p", "generations": ["a", "b"], "ratings": {"honesty": [None, None]},
-             "parse_status": {"honesty": "failed after 3 attempts: no rating"},
-             "reference_ratings": {"honesty": [None, 3.0]}}]
-    assert rating_pairs(rows, "honesty") == [RatingPair("p", None, None, True), RatingPair("p", 3.0, None, True)]
-    assert rating_pairs(rows, "truthfulness") == [RatingPair("p", None, None, True), RatingPair("p", None, None, True)]
+def test_row_pairs_mark_a_failed_aspect():
+    row = {"prompt_id": "p", "generations": ["a", "b"], "ratings": {"honesty": [None, None]},
+           "parse_status": {"honesty": "failed after 3 attempts: no rating"},
+           "reference_ratings": {"honesty": [None, 3.0]}}
+    assert row_pairs(row, "honesty") == [RatingPair("p", None, None, True), RatingPair("p", 3.0, None, True)]
+    assert row_pairs(row, "truthfulness") == [RatingPair("p", None, None, True), RatingPair("p", None, None, True)]
+    assert row_pairs({k: v for k, v in row.items() if k != "reference_ratings"}, "honesty") == []
 
 
 @pytest.mark.parametrize(
@@ -209,8 +213,13 @@ def test_fixture_agreement_with_the_fake_judges_ratings(tmp_path, compose, suffi
                      "parse_status": {a: "ok" for a in ASPECTS},
                      "reference_ratings": reference_ratings(p.given, ASPECTS)})
     assert [r for row in rows for r in row["ratings"]["honesty"]] == MARKERS
+    # through rated.parquet, as the run writes it (the reference column added to the fixed schema) and reads it
+    (tmp_path / "run").mkdir()
+    write_outputs(tmp_path / "run", rated_schema(cfg.aspect, False, [reference_field(ASPECTS)]), rows, [])
+    stored = pq.read_table(tmp_path / "run" / "rated.parquet").to_pylist()
+    assert [r["reference_ratings"] for r in stored] == [r["reference_ratings"] for r in rows]
 
-    got = agreement_metrics(rows, ASPECTS, cfg.aspect)
+    got = agreement_metrics(stored, ASPECTS, cfg.aspect)
 
     assert got == {a: rounded(EXPECTED[a]) for a in ASPECTS}
 
@@ -294,3 +303,6 @@ def test_merged_shards_of_a_rejudge_report_the_agreement_of_all_rows(tmp_path, c
     assert summary["metrics"]["usd_per_1k_judged"] == 1.0  # $0.001 an item
     assert summary["counts"]["judged"] == 3 * 5  # summed over the shards (2 + 1 prompts)
     assert (summary["counts"]["skipped_few_completions"], summary["counts"]["dropped_empty_completions"]) == (1, 3)
+    merged = pq.read_table(tmp_path / "merged" / "rated.parquet").to_pylist()
+    assert [r["reference_ratings"]["honesty"] for r in merged] == [[None, 4.0, 2.0, 1.0], [3.0, None, 4.0, 2.0],
+                                                                  [5.0, 1.0, 3.0, None]]

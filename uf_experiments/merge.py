@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
-from uf_experiments.agreement import agreement_metrics, usd_per_1k_judged
+from uf_experiments.agreement import agreement_metrics, reference_field, usd_per_1k_judged
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
@@ -117,7 +117,8 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     judge = cfg["judge"]
     float_ratings = bool(judge.get("swap")) and judge.get("swap_combine") == "mean"
     aspect_cfgs = {a: SimpleNamespace(per_completion=bool(cfg["aspect"][a].get("per_completion"))) for a in aspects}
-    write_outputs(out, rated_schema(aspect_cfgs, float_ratings), rows, report.pairs)
+    extra = [reference_field(aspects)] if agreement else []  # a re-judge's rows carry the reference ratings
+    write_outputs(out, rated_schema(aspect_cfgs, float_ratings, extra), rows, report.pairs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
