@@ -26,6 +26,16 @@ class DatasetKind(Enum):
     local = "local"
 
 
+class CompletionsSource(Enum):
+    """Where a prompt's completions come from (``dataset.completions``)."""
+
+    none = "none"  # the pool writes them (the dataset holds prompts only)
+    auto = "auto"  # the dataset holds them; its columns say in which layout (see data.py)
+    ultrafeedback = "ultrafeedback"  # openbmb/UltraFeedback's `completions` list of structs
+    run = "run"  # an earlier run's rated.parquet (`generations`, `ratings`, ...)
+    columns = "columns"  # a list column of responses: dataset.columns.responses=NAME
+
+
 class JudgeOutput(Enum):
     json = "json"
     text = "text"
@@ -146,8 +156,13 @@ class DatasetConfig:
     repo_id: str | None = None  # kind=hub
     subset: str | None = None  # kind=hub: the dataset config name
     split: str = "train"
-    path: str | None = None  # kind=local: .jsonl / .json / .parquet / .csv
-    columns: dict[str, str] = field(default_factory=dict)  # our name -> the dataset's column
+    path: str | None = None  # kind=local: .jsonl / .json / .parquet / .csv; kind=hub: a local copy instead of repo_id
+    # our name -> the dataset's column (null: not mapped). Besides instruction, source, prompt_id and the world
+    # knowledge columns: `responses` (a list column of completions to judge), `models`, `principles`,
+    # `system_prompts` (list columns beside it)
+    columns: dict[str, str | None] = field(default_factory=dict)
+    completions: CompletionsSource = CompletionsSource.none  # none: the pool generates; else the dataset's are judged
+    reference: dict[str, str | None] = field(default_factory=dict)  # aspect -> a list column of reference ratings
     source: str | None = None  # source label when the dataset has no source column
     limit: int | None = None  # keep the first N prompts
     shard: ShardConfig = field(default_factory=ShardConfig)
@@ -329,19 +344,43 @@ def uses_batch(cfg: DictConfig) -> bool:
     return any(is_batch_engine(m) for _, m in _run_models(cfg))
 
 
+def _value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def completions_given(cfg: DictConfig) -> bool:
+    """True when the dataset holds the completions (``dataset.completions`` is not ``none``): nothing is generated."""
+    return _value(cfg.dataset.get("completions", "none")) != "none"
+
+
 def validate(cfg: DictConfig) -> None:
     """The checks a schema cannot express (after :func:`expand_pool`). Raises ConfigError with one line."""
     expand_pool(cfg)
     roster = list(cfg.pool.models)
-    if not roster:
-        raise ConfigError(
-            f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] (a served pool) "
-            "or add `/model@models.NAME: NAME` to the pool's defaults"
-        )
-    if not 1 <= cfg.pool.size <= len(roster):
-        raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
-    if not 1 <= cfg.sampling.n <= cfg.pool.size:
-        raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} (n distinct models per prompt)")
+    source = _value(cfg.dataset.get("completions", "none"))
+    if source != "none":
+        if roster:
+            raise ConfigError(
+                f"dataset.completions={source} judges the completions the dataset holds, so pool '{cfg.pool.name}' "
+                "would never be used: pass pool=none (experiment=rejudge does)"
+            )
+    else:
+        if not roster and cfg.pool.name == "none":
+            raise ConfigError(
+                f"pool=none generates nothing, and dataset '{cfg.dataset.name}' holds no completions to judge "
+                "(dataset.completions=none): pass dataset.completions=auto to judge the dataset's own, or pick a pool"
+            )
+        if not roster:
+            raise ConfigError(
+                f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] (a served pool) "
+                "or add `/model@models.NAME: NAME` to the pool's defaults; to judge completions a dataset already "
+                "holds, use experiment=rejudge"
+            )
+        if not 1 <= cfg.pool.size <= len(roster):
+            raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
+        if not 1 <= cfg.sampling.n <= cfg.pool.size:
+            raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} (n distinct models per prompt)")
+    _validate_given_columns(cfg, source)
     if not 0 <= cfg.dataset.shard.index < cfg.dataset.shard.count:
         raise ConfigError(f"dataset.shard.index={cfg.dataset.shard.index} must be in 0..dataset.shard.count-1 "
                           f"(count={cfg.dataset.shard.count})")
@@ -365,8 +404,9 @@ def validate(cfg: DictConfig) -> None:
             f"binarize.score={cfg.binarize.score} is not a selected aspect ({', '.join(cfg.aspect)}): "
             "pick one of them or null for the aspect mean"
         )
-    if cfg.dataset.kind == DatasetKind.hub and not cfg.dataset.repo_id:
-        raise ConfigError("dataset.repo_id is required for a hub dataset: dataset.repo_id=OWNER/NAME")
+    if cfg.dataset.kind == DatasetKind.hub and not cfg.dataset.repo_id and not cfg.dataset.path:
+        raise ConfigError("dataset.repo_id is required for a hub dataset: dataset.repo_id=OWNER/NAME "
+                          "(or dataset.path=FILE for a local copy)")
     if cfg.dataset.kind == DatasetKind.local and not cfg.dataset.path:
         raise ConfigError("dataset.path is required for a local dataset: dataset.path=/path/to/prompts.jsonl")
     for where, model in [*((f"pool.models.{k}", m) for k, m in cfg.pool.models.items()), ("judge.model", cfg.judge.model)]:
@@ -384,6 +424,30 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: set HF_TOKEN or run `hf auth login`"
             )
+
+
+def _validate_given_columns(cfg: DictConfig, source: str) -> None:
+    """The mapped completion columns fit ``dataset.completions``."""
+    columns = cfg.dataset.get("columns") or {}
+    responses = columns.get("responses")
+    listed = [k for k in ("models", "principles", "system_prompts") if columns.get(k)]
+    reference = {a: c for a, c in (cfg.dataset.get("reference") or {}).items() if c}
+    first_ref = next((f"dataset.reference.{a}={c}" for a, c in reference.items()), "")
+    if source == "none" and (responses or reference):
+        given = f"dataset.columns.responses={responses}" if responses else first_ref
+        raise ConfigError(f"{given} maps completions to judge, but dataset.completions=none generates new ones: "
+                          "use experiment=rejudge (or dataset.completions=columns pool=none)")
+    if source == "columns" and not responses:
+        raise ConfigError("dataset.completions=columns needs the list column of responses: "
+                          "dataset.columns.responses=NAME")
+    if source in ("ultrafeedback", "run") and (responses or reference):
+        given = f"dataset.columns.responses={responses}" if responses else first_ref
+        raise ConfigError(f"{given} is for a dataset with a list column of responses; dataset.completions={source} "
+                          "reads the completions and their ratings from its own layout: drop it, or pass "
+                          "dataset.completions=columns")
+    if (listed or reference) and not responses:
+        key = f"dataset.columns.{listed[0]}={columns[listed[0]]}" if listed else first_ref
+        raise ConfigError(f"{key} goes with a list column of responses: add dataset.columns.responses=NAME")
 
 
 def _engine_problem(engine: Any) -> str | None:

@@ -19,12 +19,14 @@ from types import SimpleNamespace
 
 from omegaconf import OmegaConf
 
+from uf_experiments.agreement import agreement_metrics, reference_field, usd_per_1k_judged
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
 
 
-DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate")
+DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
+                  "dropped_empty_completions")
 
 
 class MergeError(Exception):
@@ -104,6 +106,10 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
         metrics["flip_rate_by_aspect"] = flip_rates(c["flips_by_aspect"])
     total = summary["cost_usd"].get("total", 0.0)
     metrics["usd_per_pair"] = round(total / len(pairs), 6) if pairs else None
+    agreement = agreement_metrics(rows, aspects, cfg["aspect"])  # empty unless the rows carry reference ratings
+    if agreement:  # a re-judge (experiment=rejudge): the runner reports these two under the same condition
+        metrics["agreement"] = agreement
+        metrics["usd_per_1k_judged"] = usd_per_1k_judged(summary)
     summary["metrics"] = metrics
     summary["exit_code"] = max((s.get("exit_code") or 0 for s in summaries), default=0)
 
@@ -111,7 +117,8 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     judge = cfg["judge"]
     float_ratings = bool(judge.get("swap")) and judge.get("swap_combine") == "mean"
     aspect_cfgs = {a: SimpleNamespace(per_completion=bool(cfg["aspect"][a].get("per_completion"))) for a in aspects}
-    write_outputs(out, rated_schema(aspect_cfgs, float_ratings), rows, report.pairs)
+    extra = [reference_field(aspects)] if agreement else []  # a re-judge's rows carry the reference ratings
+    write_outputs(out, rated_schema(aspect_cfgs, float_ratings, extra), rows, report.pairs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GivenCompletion:
+    """A completion the dataset already holds (``experiment=rejudge``): judged as it is, never generated.
+
+    ``reference`` maps an aspect name to the dataset's own rating of this completion (openbmb/UltraFeedback's
+    GPT-4 annotation, an earlier run's judge, or a mapped column); None for "N/A", a missing or unreadable
+    rating. Aspects the dataset does not rate at all are absent.
+    """
+
+    text: str
+    model: str = "unknown"
+    principle: str | None = None
+    system_prompt: str | None = None
+    reference: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,7 @@ class Prompt:
     instruction: str
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. correct_answers / world knowledge
     index: int = 0  # position in the loaded dataset (before sharding): the order of merged shards
+    given: tuple[GivenCompletion, ...] = ()  # completions the dataset holds: judged, not generated (rejudge)
 
 
 @dataclass(frozen=True)
