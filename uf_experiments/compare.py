@@ -183,11 +183,9 @@ def costs(summary: dict[str, Any]) -> Costs:
     return Costs(None if hits else paid, paid, None if judge_hits else judge, None, note)
 
 
-def _row(run: Path) -> Row:
-    try:
-        summary = json.loads((run / SUMMARY).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{run / SUMMARY}: unreadable ({exc})") from exc
+def summary_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """The table's numbers for one ``summary.json``: ``JUDGE_METRICS``, the ``agree_<aspect>_*`` columns the
+    summary has, and ``COST_COLUMNS`` (attributed $, see ``costs``)."""
     metrics = summary.get("metrics") or {}
     counts = summary.get("counts") or {}
     flips = [v for v in (metrics.get("flip_rate_by_aspect") or {}).values() if v is not None]
@@ -197,10 +195,31 @@ def _row(run: Path) -> Row:
     if per_pair is None and cost.total is not None and pairs:
         per_pair = round(cost.total / pairs, 6)
     judged = counts.get("judged")
-    agreement = {}
-    for aspect, values in (metrics.get("agreement") or {}).items():
-        for column, key in AGREEMENT.items():
-            agreement[f"agree_{aspect}_{column}"] = (values or {}).get(key)
+    agreement = {f"agree_{aspect}_{column}": (values or {}).get(key)
+                 for aspect, values in (metrics.get("agreement") or {}).items() for column, key in AGREEMENT.items()}
+    return {
+        "pairs": pairs,
+        "tie_rate": metrics.get("tie_rate"),
+        "mean_margin": metrics.get("mean_margin"),
+        "parse_failure_rate": metrics.get("parse_failure_rate"),
+        "flip_rate": round(sum(flips) / len(flips), 4) if flips else None,
+        **agreement,
+        "usd_total": cost.total,
+        "usd_paid": cost.paid,
+        "usd_per_pair": per_pair,
+        "pairs_per_usd": round(pairs / cost.total, 4) if pairs is not None and cost.total else None,
+        "usd_per_1k_judged": (round(cost.judge_total * 1000 / judged, 6)
+                              if cost.judge_total is not None and judged else None),
+    }
+
+
+def _row(run: Path) -> Row:
+    try:
+        summary = json.loads((run / SUMMARY).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CompareError(f"{run / SUMMARY}: unreadable ({exc})") from exc
+    values = summary_metrics(summary)
+    cost = costs(summary)
     stopped = summary.get("stopped")
     return {
         "run": run.name,
@@ -209,20 +228,10 @@ def _row(run: Path) -> Row:
         "status": STOPPED if stopped else DONE,
         "reason": stopped or None,
         "notes": [cost.note] if cost.note else [],
-        "agreement": agreement,
-        "pairs": pairs,
-        "tie_rate": metrics.get("tie_rate"),
-        "mean_margin": metrics.get("mean_margin"),
-        "parse_failure_rate": metrics.get("parse_failure_rate"),
-        "flip_rate": round(sum(flips) / len(flips), 4) if flips else None,
-        "usd_total": cost.total,
-        "usd_paid": cost.paid,
-        "usd_per_pair": per_pair,
-        "pairs_per_usd": round(pairs / cost.total, 4) if pairs is not None and cost.total else None,
-        "usd_per_1k_judged": (round(cost.judge_total * 1000 / judged, 6)
-                              if cost.judge_total is not None and judged else None),
+        "agreement": {k: v for k, v in values.items() if k.startswith("agree_")},
+        **{k: v for k, v in values.items() if not k.startswith("agree_")},
         "cost": cost,
-        "counts": counts,
+        "counts": summary.get("counts") or {},
     }
 
 
@@ -739,6 +748,31 @@ def compare_dirs(paths: Sequence[str | Path], out: Path | None = None) -> Compar
     totals = grid_totals(rows)
     (out / TOTALS).write_text(json.dumps(totals, indent=2))
     return Comparison(rows, md, totals, plot_all(rows, out), out)
+
+
+def sweep_end(sweep: Path, tracking: Any = None, group: str | None = None) -> tuple[Comparison, Any] | None:
+    """What the end of a ``-m`` sweep does: compare its run dirs into ``SWEEP/compare/`` and, given the tracking
+    config (None: no W&B), log the comparison as one more W&B run in ``group`` (``tracking.log_comparison``).
+    Returns ``(comparison, W&B run or None)``, or None when no cell wrote a ``summary.json`` (a ``plan=true``
+    sweep)."""
+    if not any((c / SUMMARY).is_file() for c in sweep.iterdir() if c.is_dir()):
+        return None
+    result = compare_dirs([sweep])
+    run = None
+    if tracking is not None:
+        from uf_experiments.tracking import log_comparison
+
+        done = ran(result.rows)
+        keys = varying_keys(result.rows)
+        config = {
+            "sweep_dir": str(sweep),
+            "cells": result.totals["cells"],
+            "grid": {k: sorted({r["overrides"].get(k) for r in result.rows if k in r["overrides"]}, key=_sort_value)
+                     for k in keys},
+            "same": {k: v for k, v in (done[0]["overrides"].items() if done else ()) if k not in keys},
+        }
+        run = log_comparison(tracking, result, group or sweep.name, config)
+    return result, run
 
 
 def describe_totals(totals: dict[str, Any]) -> str:
