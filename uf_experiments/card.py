@@ -242,11 +242,12 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
                                                           if _is_tiny(judge_model) else [])
     if tiny:
         everyone = len(tiny) == len(models) + 1
-        out += ["> **Made with tiny random-weight models.** "
-                + ("Every model here, the judge included, is" if everyone else f"{', '.join(tiny)}: ")
-                + " a tiny Llama with random weights built offline by `uf_experiments/tiny`. Their completions are "
-                "gibberish and their ratings mean nothing: this dataset shows the pipeline's files and formats. "
-                "Do not train on it.", ""]
+        who = ("Every model here, the judge included, is a tiny Llama" if everyone else
+               f"{', '.join(tiny[:-1]) + ' and ' if len(tiny) > 1 else ''}{tiny[-1]} "
+               + ("are tiny Llamas" if len(tiny) > 1 else "is a tiny Llama"))
+        out += [f"> **Made with tiny random-weight models.** {who} with random weights, built offline by "
+                "`uf_experiments/tiny`. What they write is gibberish and the ratings mean nothing: this dataset "
+                "shows the pipeline's files and formats. Do not train on it.", ""]
     if summary.get("stopped"):
         out += [f"> **The run stopped before finishing its work:** {summary['stopped']}. The files hold what it "
                 "had done.", ""]
