@@ -101,7 +101,8 @@ def test_card_of_a_real_run(run_dir: Path):
                                             "| helpfulness | 1-5 | no | all completions side by side, with types |"]
     assert section(body, "Binarization")[0].startswith("- Recipe `h4`: chosen = the best-scored completion")
     counts = dict(ln.strip("|").replace(" ", "").split("|") for ln in section(body, "Counts")[2:])
-    assert {k: int(v) for k, v in counts.items()} == {k: summary_json["counts"][k] for k in card.COUNTS}
+    want = {k: summary_json["counts"][k] for k in card.COUNTS if k in summary_json["counts"]}
+    assert {k: int(v) for k, v in counts.items()} == want and len(want) >= 16
     metrics = section(body, "Metrics")
     assert f"- pairs: {summary_json['counts']['pairs']}" in metrics
     assert any(ln.startswith("- flip rate per aspect: honesty ") for ln in metrics)

@@ -219,6 +219,25 @@ def test_write_table_csv_and_markdown(sweep: Path, tmp_path: Path):
                          f"- skipped cell pool.size=4, sampling.n=5: {SKIP}"]
 
 
+def test_a_failed_job_and_cost_notes(tmp_path: Path):
+    """A job stopped by bad input writes a summary.json with only why (cli.record_failure); cost notes from the
+    summary (answers cached before costs were stored) are repeated under the table."""
+    failed = make_run(tmp_path / "0_pool.size=9", ["pool.size=9"], {
+        "experiment": "demo", "stopped": "pool.size=9 must be between 1 and 6", "exit_code": 2, "run_dir": "x"})
+    noted = summary(2, 0.0, 1.0, 0.0, 0.01, 0.005)
+    noted["cost_usd"]["notes"] = ["3 cached self-hosted answers had no stored cost: counted as $0 in total"]
+    ok = make_run(tmp_path / "1_pool.size=2", ["pool.size=2"], noted)
+    rows = compare.collect([failed, ok])
+    assert [(r["status"], r["pairs"], r["usd_total"]) for r in rows] == [("done", 2, 0.01), ("failed", None, None)]
+    assert compare.table(rows)[1][1][2] == "failed: pool.size=9 must be between 1 and 6"
+    assert compare.notes(rows) == [
+        "pool.size=2: 3 cached self-hosted answers had no stored cost: counted as $0 in total",
+        "pool.size=9 (0_pool.size=9) failed before it ran: pool.size=9 must be between 1 and 6"]
+    totals = compare.grid_totals(rows)
+    assert (totals["runs"], totals["done"], totals["failed"], totals["usd_total"]) == (2, 1, 1, 0.01)
+    assert compare.describe_totals(totals) == "2 runs (1 failed): 2 pairs, $0.0100 attributed, $0.0100 paid"
+
+
 def test_markdown_lists_the_overrides_every_run_shares_above_the_table(tmp_path: Path):
     runs = [make_run(tmp_path / f"{i}_x", ["dataset.limit=6", f"pool.size={i + 2}", "judge=served"],
                      summary(2, 0.0, 1.0, 0.0, 0.01, 0.005)) for i in range(2)]
@@ -232,7 +251,7 @@ def test_markdown_lists_the_overrides_every_run_shares_above_the_table(tmp_path:
 
 def test_grid_totals(sweep: Path):
     assert compare.grid_totals(rows_of(sweep)) == {
-        "cells": 5, "runs": 4, "done": 3, "stopped": 1, "skipped": 1, "pairs": 9, "prompts": 16, "judged": 18,
+        "cells": 5, "runs": 4, "done": 3, "stopped": 1, "failed": 0, "skipped": 1, "pairs": 9, "prompts": 16, "judged": 18,
         "engine_calls": 35, "cache_hits": 6, "usd_total": 0.016, "usd_paid": 0.007, "usd_saved_by_cache": 0.009,
         "runs_cost_unknown": 0}
 

@@ -65,9 +65,10 @@ RECIPES = {
                     "completion with a strictly lower mean (Argilla); rows where all tie give no pair",
     "best_worst": "chosen = the best-scored completion, rejected = the worst",
 }
-COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "prompts", "completions", "generation_failures",
-          "rated_rows", "judge_items", "judged", "parse_failures", "pairs", "ties", "ties_dropped", "skipped_unscored",
-          "engine_calls", "cache_hits")
+COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "prompts", "generation_requests", "completions",
+          "generation_failures", "prompts_too_few_completions", "rated_rows", "judge_items", "judged",
+          "parse_failures", "not_judged", "pairs", "ties", "ties_dropped", "skipped_unscored", "not_sent",
+          "engine_calls", "cache_hits")  # the summary.json counts the card lists, in this order, when present
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -320,9 +321,7 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
                        _usd(_get(cost_usd, st, "saved_by_cache"))] for st in ("generation", "judge")]
         stage_rows.append(["**all**", _usd(cost.total), _usd(cost.paid), _usd(cost_usd.get("saved_by_cache"))])
         out += _md_table(["stage", "total", "paid", "saved by cache"], stage_rows) + [""]
-        if cost_usd.get("priced_from_tokens"):
-            out += [f"{cost_usd['priced_from_tokens']} cached answers had no stored cost and were priced from their "
-                    "tokens.", ""]
+        out += [f"Note: {n}." for n in cost_usd.get("notes") or []] + ([""] if cost_usd.get("notes") else [])
     else:
         out += [f"Paid by this run: {_usd(cost.paid)} (generation {_usd(cost_usd.get('generation'))}, judge "
                 f"{_usd(cost_usd.get('judge'))}); requests read from the cache are not included "

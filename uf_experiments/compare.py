@@ -44,7 +44,7 @@ POOL_SIZE = "pool.size"
 PLOTS = ("usd_per_pair.png", "pairs_per_usd.png", "rating_distribution.png", "margin_histogram.png")
 NO_RATING = "none"  # the bar for completions an aspect left unrated (N/A or a parse failure)
 PER_COMPLETION_ASPECTS = ("critique",)  # a 1-10 scale: not pooled with the 1-5 aspects unless it is all there is
-DONE, STOPPED, SKIPPED_STATUS = "done", "stopped", "skipped"
+DONE, STOPPED, FAILED, SKIPPED_STATUS = "done", "stopped", "failed", "skipped"
 
 Row = dict[str, Any]
 
@@ -148,6 +148,11 @@ def ran(rows: Sequence[Row]) -> list[Row]:
     return [r for r in rows if r["path"] is not None]
 
 
+def plotted(rows: Sequence[Row]) -> list[Row]:
+    """The rows the plots draw: runs that did (some of) their work, not failed jobs or skipped cells."""
+    return [r for r in rows if r["status"] in (DONE, STOPPED)]
+
+
 @dataclass(frozen=True)
 class Costs:
     """A run's $: ``total`` attributed (None when unknown), ``paid`` spent by the run, the judge stage's total."""
@@ -221,13 +226,16 @@ def _row(run: Path) -> Row:
     values = summary_metrics(summary)
     cost = costs(summary)
     stopped = summary.get("stopped")
+    # a job stopped by bad input before it ran has a summary.json with no counts (cli.record_failure)
+    status = DONE if not stopped else STOPPED if "counts" in summary else FAILED
     return {
         "run": run.name,
         "path": run,
         "overrides": read_overrides(run),
-        "status": STOPPED if stopped else DONE,
+        "status": status,
         "reason": stopped or None,
-        "notes": [cost.note] if cost.note else [],
+        "notes": ([cost.note] if cost.note else []) + [str(n) for n in (summary.get("cost_usd") or {}).get("notes")
+                                                       or []],
         "agreement": {k: v for k, v in values.items() if k.startswith("agree_")},
         **{k: v for k, v in values.items() if not k.startswith("agree_")},
         "cost": cost,
@@ -278,7 +286,8 @@ def _status(row: Row, full: bool) -> str:
 def table(rows: Sequence[Row], full_status: bool = True, keys: Sequence[str] | None = None
           ) -> tuple[list[str], list[list[Any]]]:
     """``(header, records)``: ``run``, one column per override key (``keys``, default all of them), ``status``
-    (``done``, ``stopped: why``, ``skipped: why``; only the word with ``full_status=False``), then
+    (``done``; ``stopped: why`` for a run that did part of its work, ``failed: why`` for one stopped by bad input
+    before it ran, ``skipped: why`` for a cell the sweep never ran; only the word with ``full_status=False``), then
     ``metric_columns``."""
     keys = override_keys(rows) if keys is None else list(keys)
     metrics = metric_columns(rows)
@@ -310,6 +319,8 @@ def notes(rows: Sequence[Row]) -> list[str]:
             lines.append(f"skipped cell {name}: {r['reason']}")
         elif r["status"] == STOPPED:
             lines.append(f"{name} ({r['run']}) stopped before finishing its work: {r['reason']}")
+        elif r["status"] == FAILED:
+            lines.append(f"{name} ({r['run']}) failed before it ran: {r['reason']}")
         lines += [f"{name}: {n}" for n in r["notes"]]
     return lines
 
@@ -353,7 +364,7 @@ def write_table(rows: Sequence[Row], out: Path) -> str:
 
 
 def grid_totals(rows: Sequence[Row]) -> dict[str, Any]:
-    """The grid's totals: cells, runs done / stopped, cells skipped, and the sums over the runs of pairs, prompts,
+    """The grid's totals: cells, runs done / stopped / failed, cells skipped, and the sums over the runs of pairs, prompts,
     judged items, engine calls, cache hits and $ (attributed, paid, saved by the cache). A $ sum over runs whose
     attributed cost is unknown is None, with how many runs that is in ``runs_cost_unknown``."""
     done = ran(rows)
@@ -361,14 +372,16 @@ def grid_totals(rows: Sequence[Row]) -> dict[str, Any]:
     def total(values: list[Any]) -> float | int | None:
         return None if any(v is None for v in values) else (round(sum(values), 6) if values else 0)
 
-    unknown = sum(r["cost"].total is None for r in done)
-    usd_total = total([r["cost"].total for r in done])
-    usd_paid = total([r["cost"].paid for r in done])
+    priced = [r for r in done if r["status"] != FAILED]  # a job that failed before it ran did no work
+    unknown = sum(r["cost"].total is None for r in priced)
+    usd_total = total([r["cost"].total for r in priced])
+    usd_paid = total([r["cost"].paid for r in priced])
     return {
         "cells": len(rows),
         "runs": len(done),
         "done": sum(r["status"] == DONE for r in done),
         "stopped": sum(r["status"] == STOPPED for r in done),
+        "failed": sum(r["status"] == FAILED for r in done),
         "skipped": len(rows) - len(done),
         "pairs": sum(r["pairs"] or 0 for r in done),
         "prompts": sum(r["counts"].get("prompts") or 0 for r in done),
@@ -479,8 +492,10 @@ def _why_none(row: Row) -> str:
 
 def _suptitle(fig: Any, title: str, rows: Sequence[Row]) -> None:
     skipped = len(rows) - len(ran(rows))
-    fig.suptitle(title + (f"\n({skipped} cell{'s' * (skipped != 1)} of the grid skipped: see compare.md)"
-                          if skipped else ""))
+    failed = len(ran(rows)) - len(plotted(rows))
+    left = [f"{n} {what}" for n, what in ((skipped, "skipped"), (failed, "failed")) if n]
+    fig.suptitle(title + (f"\n({' and '.join(left)} cell{'s' * (skipped + failed != 1)} of the grid not drawn: "
+                          "see compare.md)" if left else ""))
 
 
 def plot_usd_per_pair(rows: Sequence[Row], path: Path) -> Path:
@@ -493,7 +508,7 @@ def plot_usd_per_pair(rows: Sequence[Row], path: Path) -> Path:
     ``gpu_hour_usd: 0``).
     """
     plt = _plt()
-    done = ran(rows)
+    done = plotted(rows)
     fig, (ax_usd, ax_pairs) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
     lines = _lines(done)
     if lines is not None:
@@ -539,7 +554,7 @@ def plot_pairs_per_usd(rows: Sequence[Row], path: Path) -> Path:
     """Pairs produced per attributed $ (``pairs_per_usd``), against pool.size with one line per combination of
     the other varying overrides, or one bar per run; each point is labelled with its value."""
     plt = _plt()
-    done = ran(rows)
+    done = plotted(rows)
     fig, ax = plt.subplots(figsize=(8, 5), constrained_layout=True)
     lines = _lines(done)
     values = [r["pairs_per_usd"] for r in done]
@@ -595,7 +610,7 @@ def rating_counts(rows: Sequence[Row]) -> tuple[dict[str, Counter], list[str]]:
     """
     counts: dict[str, Counter] = defaultdict(Counter)
     used: dict[str, None] = {}
-    for r in ran(rows):
+    for r in plotted(rows):
         rated = _read_parquet(r["path"] / "rated.parquet")
         for rec in rated or []:
             ratings = rec.get("ratings") or {}
@@ -634,7 +649,7 @@ def plot_rating_distribution(rows: Sequence[Row], path: Path) -> Path:
     if values:
         ax.legend(title="rating", fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.suptitle("Rating distribution per model: per-aspect ratings (each aspect's rating of a completion counts "
-                 f"once),\npooled over {len(ran(rows))} runs and {len(aspects)} aspects: "
+                 f"once),\npooled over {len(plotted(rows))} runs and {len(aspects)} aspects: "
                  + "\n".join(textwrap.wrap(", ".join(aspects) or "none", 90)), fontsize="medium")
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -681,7 +696,7 @@ def _bins(values: Sequence[float]) -> list[float]:
 def plot_margin_histogram(rows: Sequence[Row], path: Path) -> Path:
     """A histogram of the chosen - rejected score margin, one subplot per run, on shared bins and axes."""
     plt = _plt()
-    grid, rows = rows, ran(rows)
+    grid, rows = rows, plotted(rows)
     data = [margins(r) for r in rows]
     bins = _bins([m for ms in data for m in ms or ()])
     ncols = max(min(len(rows), 3 if len(rows) != 4 else 2), 1)
@@ -780,7 +795,8 @@ def describe_totals(totals: dict[str, Any]) -> str:
     usd = ("$ unknown for " + str(totals["runs_cost_unknown"]) + " runs" if totals["usd_total"] is None
            else f"${totals['usd_total']:.4f} attributed")
     paid = "" if totals["usd_paid"] is None else f", ${totals['usd_paid']:.4f} paid"
-    stopped = f" ({totals['stopped']} stopped)" if totals["stopped"] else ""
+    bad = [f"{totals[k]} {k}" for k in ("stopped", "failed") if totals.get(k)]
+    stopped = f" ({', '.join(bad)})" if bad else ""
     skipped = f", {totals['skipped']} cell{'s' * (totals['skipped'] != 1)} skipped" if totals["skipped"] else ""
     return f"{totals['runs']} runs{stopped}{skipped}: {totals['pairs']} pairs, {usd}{paid}"
 
