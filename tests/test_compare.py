@@ -152,6 +152,12 @@ def test_find_runs_error_names_the_path(tmp_path: Path, name: str):
         compare.find_runs([tmp_path / name])
 
 
+def test_parse_overrides_leaves_out_paths_and_secrets():
+    assert compare.parse_overrides(["pool.size=2", "++judge.swap=true", "~principles", "cache.path=/x",
+                                    "hydra.run.dir=/y", "+pool.engine.api_key=sk-live"]) == {
+        "pool.size": "2", "judge.swap": "true", "principles": "~"}
+
+
 def test_read_overrides(sweep: Path):
     assert compare.read_overrides(sweep / "2_pool.size=10,sampling.n=2,+judge.swap=true") == {
         "pool.size": "10", "sampling.n": "2", "judge.swap": "true"}

@@ -111,12 +111,15 @@ def default_out(paths: Sequence[str | Path]) -> Path:
 
 def parse_overrides(items: Sequence[Any]) -> dict[str, str]:
     """``{key: value}`` from Hydra override strings (``+key=v`` / ``++key=v`` count as ``key``); where files go
-    (``hydra.*``, ``cache.*``) is left out: it is not what the run did."""
+    (``hydra.*``, ``cache.*``) is left out: it is not what the run did; so is a secret-looking key (its value
+    belongs in the environment, never in a table)."""
+    from uf_experiments.tracking import SECRET_KEY
+
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = str(item).partition("=")
         key = key.lstrip("+~")
-        if key and not key.startswith(("hydra.", "cache.")):
+        if key and not key.startswith(("hydra.", "cache.")) and not SECRET_KEY.search(key):
             out[key] = value if sep else "~"  # ``~key`` deletes a key
     return out
 
