@@ -721,8 +721,8 @@ def plot_margin_histogram(rows: Sequence[Row], path: Path) -> Path:
         ax.yaxis.get_major_locator().set_params(integer=True)
     axes[0, 0].set_ylim(0, axes[0, 0].get_ylim()[1] * 1.1)  # shared y: headroom above the tallest bar
     centres = [(a + b) / 2 for a, b in zip(bins, bins[1:])]
-    if len(centres) <= 12:  # shared x: a tick under each bar (the margins sit on a grid)
-        axes[0, 0].set_xticks(centres, [_cell(round(c, 4)) for c in centres])
+    if len(centres) <= 12 and all(abs(c * 2 - round(c * 2)) < 1e-9 for c in centres):
+        axes[0, 0].set_xticks(centres, [_cell(c) for c in centres])  # a tick under each bar on a 0.5 grid
     for ax in axes.flat[len(rows):]:
         ax.set_visible(False)
     for ax in axes[-1]:
