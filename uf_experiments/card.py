@@ -335,7 +335,7 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
             model_rows.append([name, stage, m.get("requests"), m.get("cache_hits"), m.get("prompt_tokens"),
                                m.get("completion_tokens"), *usd])
     if model_rows:
-        out += _md_table(["model", "stage", "requests", "cache hits", "prompt tokens", "completion tokens",
+        out += _md_table(["model", "stage", "requests", "cache hits", "prompt tokens paid", "completion tokens paid",
                           *(["$ total", "$ paid"] if attributed else ["$ paid (cache hits at $0)"])],
                          model_rows) + [""]
 
