@@ -81,7 +81,8 @@ def test_card_of_a_real_run(run_dir: Path):
     assert {"ultrafeedback", "preference", "dpo"} <= set(data.tags)
     assert data.size_categories == ["n<1K"] and "license" not in head
     assert data.configs == [
-        {"config_name": "preferences", "default": True, "data_files": [{"split": "train", "path": "preferences/train-*"}]},
+        {"config_name": "preferences", "default": True,
+         "data_files": [{"split": "train", "path": "preferences/train-*"}]},
         {"config_name": "rated", "data_files": [{"split": "train", "path": "rated/train-*"}]}]
     assert "tiny random-weight" not in body  # served models: no tiny statement
 

@@ -213,15 +213,16 @@ def test_write_table_csv_and_markdown(sweep: Path, tmp_path: Path):
     assert md.splitlines() == lines
     assert lines[0] == "| " + " | ".join(HEADER) + " |"
     assert lines[1] == "| --- | --- | --- | --- | --- |" + " ---: |" * 13
-    assert lines[2] == "| 1_pool.size=2,sampling.n=1 | 2 | 1 |  | done | 0 |  |  | 0 |  |  |  |  | 0.004 | 0 |  | 0 |  |"
+    assert lines[2] == ("| 1_pool.size=2,sampling.n=1 | 2 | 1 |  | done | 0 |  |  | 0 |  |  |  |  | 0.004 | 0 |  | 0"
+                        " |  |")
     assert lines[4] == ("| 10_pool.size=3,sampling.n=2 | 3 | 2 |  | stopped | 2 | 0.5 | 0.5 | 0.25 |  |  |  |  | 0 | 0"
                         " | 0 |  | 0 |")
     assert lines[5] == "|  | 4 | 5 |  | skipped |" + "  |" * 13
     assert lines[6] == ("| 2_… | 10 | 2 | true | done | 4 | 0 | 2.25 | 0 | 0.3 | 0.5 | 0.25 | 0.75 | 0.006 | 0.001"
                         " | 0.0015 | 666.6667 | 0.5 |")  # a long job name is cut to its number
     assert lines[7:] == ["", "Notes:",
-                         f"- pool.size=3, sampling.n=2 (10_pool.size=3,sampling.n=2) stopped before finishing its work: "
-                         f"{STOP}",
+                         "- pool.size=3, sampling.n=2 (10_pool.size=3,sampling.n=2) stopped before finishing its "
+                         f"work: {STOP}",
                          f"- skipped cell pool.size=4, sampling.n=5: {SKIP}"]
 
 
@@ -257,7 +258,8 @@ def test_markdown_lists_the_overrides_every_run_shares_above_the_table(tmp_path:
 
 def test_grid_totals(sweep: Path):
     assert compare.grid_totals(rows_of(sweep)) == {
-        "cells": 5, "runs": 4, "done": 3, "stopped": 1, "failed": 0, "skipped": 1, "pairs": 9, "prompts": 16, "judged": 18,
+        "cells": 5, "runs": 4, "done": 3, "stopped": 1, "failed": 0, "skipped": 1, "pairs": 9, "prompts": 16,
+        "judged": 18,
         "engine_calls": 35, "cache_hits": 6, "usd_total": 0.016, "usd_paid": 0.007, "usd_saved_by_cache": 0.009,
         "runs_cost_unknown": 0}
 

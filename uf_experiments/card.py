@@ -234,7 +234,8 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
     experiment = config.get("experiment", "run")
     out = ["---", yaml.safe_dump(header(config, summary, license), sort_keys=False).rstrip(), "---", "",
            f"# {repo or 'uf-experiments ' + experiment}", "",
-           "Preference data in the style of UltraFeedback (Cui et al. 2023), made with uf-experiments: a pool of models wrote completions for each prompt, a judge model "
+           "Preference data in the style of UltraFeedback (Cui et al. 2023), made with uf-experiments: a pool of "
+           "models wrote completions for each prompt, a judge model "
            "rated them side by side, and the ratings were binarized into chosen/rejected pairs. Two configs: "
            "`preferences` (the pairs, in TRL's conversational preference layout) and `rated` (every prompt with "
            "all its completions, ratings and rationales).", ""]

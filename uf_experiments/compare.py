@@ -367,9 +367,10 @@ def write_table(rows: Sequence[Row], out: Path) -> str:
 
 
 def grid_totals(rows: Sequence[Row]) -> dict[str, Any]:
-    """The grid's totals: cells, runs done / stopped / failed, cells skipped, and the sums over the runs of pairs, prompts,
-    judged items, engine calls, cache hits and $ (attributed, paid, saved by the cache). A $ sum over runs whose
-    attributed cost is unknown is None, with how many runs that is in ``runs_cost_unknown``."""
+    """The grid's totals: cells, runs done / stopped / failed, cells skipped, and the sums over the runs of pairs,
+    prompts, judged items, engine calls, cache hits and $ (attributed, paid, saved by the cache). A $ sum over runs
+    whose attributed cost is unknown is None, with how many runs that is in ``runs_cost_unknown``; a job that failed
+    before it ran costs nothing."""
     done = ran(rows)
 
     def total(values: list[Any]) -> float | int | None:
@@ -393,7 +394,8 @@ def grid_totals(rows: Sequence[Row]) -> dict[str, Any]:
         "cache_hits": sum(r["counts"].get("cache_hits") or 0 for r in done),
         "usd_total": usd_total,
         "usd_paid": usd_paid,
-        "usd_saved_by_cache": round(usd_total - usd_paid, 6) if usd_total is not None and usd_paid is not None else None,
+        "usd_saved_by_cache": (round(usd_total - usd_paid, 6) if usd_total is not None and usd_paid is not None
+                               else None),
         "runs_cost_unknown": unknown,
     }
 
