@@ -19,7 +19,7 @@ from tests.fake_openai import FakeJudge, body_key
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 PRICE = ["pool.price.input_per_1m=10", "pool.price.output_per_1m=30", "judge.model.price.input_per_1m=10",
-         "judge.model.price.output_per_1m=30"]
+         "judge.model.price.output_per_1m=30", "sampling.max_new_tokens=256", "judge.max_new_tokens=512"]
 
 
 def command(run_dir: Path, cache: Path, *extra: str) -> list[str]:
@@ -77,7 +77,7 @@ def test_a_signal_stops_cleanly_and_the_rerun_pays_nothing_twice(tmp_path, sig, 
 
 def test_an_endpoint_that_dies_midway_stops_the_run_and_the_same_command_resumes(tmp_path):
     cache = tmp_path / "cache.sqlite"
-    extra = ["pool.engine.breaker_window_s=1", "+judge.model.engine.breaker_window_s=1"]
+    extra = ["pool.engine.breaker_window_s=1", "judge.model.engine.breaker_window_s=1"]
     server = FakeJudge(latency_s=0.1)
     server.__enter__()
     port = server.server.server_address[1]
@@ -110,8 +110,10 @@ def test_a_budget_above_the_cost_lets_the_run_finish_and_one_below_stops_it_with
         assert full.returncode == 0, full.stderr[-3000:]
         actual = json.loads((tmp_path / "full" / "summary.json").read_text())["cost_usd"]["paid"]
         assert actual > 0
-        # a budget just 5% above the actual spend: reservations at max tokens would have stopped the old runner
-        ok = subprocess.run(command(tmp_path / "ok", tmp_path / "c2.sqlite", *PRICE, f"budget_usd={actual * 1.05}"),
+        # A budget above the actual spend by one request's upper bound (a judge reply of 512 tokens at $30 per 1M
+        # is $0.015): a run is stopped only when the next request's upper bound no longer fits. Reserving a whole
+        # batch's upper bounds at once, as the batch-stage runner did (24 judge requests: ~$0.4), stopped it.
+        ok = subprocess.run(command(tmp_path / "ok", tmp_path / "c2.sqlite", *PRICE, f"budget_usd={actual + 0.03}"),
                             cwd=REPO, env=env(server), capture_output=True, text=True, timeout=300)
         assert ok.returncode == 0, ok.stderr[-3000:]
         s_ok = json.loads((tmp_path / "ok" / "summary.json").read_text())

@@ -186,7 +186,7 @@ def test_a_two_cell_sweep_runs_as_two_slurm_jobs(cluster, tmp_path):
     job_ids = marker.read_text().split()
     assert len(job_ids) == 2 and all(j.isdigit() for j in job_ids)  # each cell ran the setup lines in its own job
     assert len(list(sweep.glob(".submitit/*/*_log.out"))) == 2
-    cells = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cells = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())  # not compare/ or .submitit/
     assert [c.name.split("_", 1)[0] for c in cells] == ["0", "1"]
     engine_calls = 0
     for cell, size in zip(cells, (2, 3)):
@@ -198,3 +198,51 @@ def test_a_two_cell_sweep_runs_as_two_slurm_jobs(cluster, tmp_path):
         engine_calls += summary["counts"]["engine_calls"]
     paid = [body_key(b) for b in server.paid]
     assert len(paid) == len(set(paid)) == engine_calls  # the shared cache: no request paid twice across the jobs
+
+
+def test_sigterm_to_a_running_slurm_job_stops_the_cell_cleanly_and_the_resubmitted_cell_pays_nothing_twice(
+        cluster, tmp_path):
+    """What SLURM does before preemption: SIGTERM to the job. The cell writes its files and says why, exit 143;
+    the same cell submitted again finishes from the shared cache and pays for nothing twice."""
+    marker = tmp_path / "job-ids"
+    cache = tmp_path / "shared" / "requests.sqlite"
+
+    def command(sweep: Path) -> list[str]:
+        return [sys.executable, "-m", "uf_experiments", "-m", "hydra/launcher=slurm_gpu",
+                f"hydra.launcher.partition={PARTITION}", "hydra.launcher.gpus_per_node=0",
+                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10",
+                f"hydra.launcher.setup=[\"echo $SLURM_JOB_ID >> {marker}\"]",
+                "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "pool.size=3", "pool.engine.max_in_flight=1",
+                "sampling.n=2", "dataset.limit=10", "judge=served", "judge.model.path=judge-x",
+                "judge.model.engine.max_in_flight=1", "aspect=[overall_rating]", "tracking=none",
+                f"cache.path={cache}", f"hydra.sweep.dir={sweep}"]
+
+    with FakeJudge(latency_s=0.3) as server:
+        env = cluster.env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-test")
+        proc = subprocess.Popen(command(tmp_path / "first"), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while len(server.paid) < 6 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and marker.exists(), "the job ended before it could be signalled"
+        job = marker.read_text().split()[0]
+        sh("scancel", "--signal=TERM", job, env=cluster.env())
+        proc.communicate(timeout=300)
+        assert proc.returncode == 143  # the sweep exits with its cell's code (the job itself ended normally)
+        first = {body_key(b) for b in server.paid}
+        cell = next(p for p in (tmp_path / "first").iterdir() if p.is_dir() and p.name[0].isdigit())
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["stopped"] == "interrupted by SIGTERM" and summary["exit_code"] == 143
+        assert (cell / "rated.parquet").exists() and (cell / "preferences.parquet").exists()
+        assert summary["counts"]["engine_calls"] == len(first)  # every answer it got, it kept and counted
+
+        n = len(server.paid)
+        again = subprocess.run(command(tmp_path / "second"), cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=900)
+        assert again.returncode == 0, again.stderr[-3000:]
+        resumed = {body_key(b) for b in server.paid[n:]}
+    assert not first & resumed  # nothing paid twice
+    cell = next(p for p in (tmp_path / "second").iterdir() if p.is_dir() and p.name[0].isdigit())
+    done = json.loads((cell / "summary.json").read_text())
+    assert done["stopped"] is None and done["counts"]["rated_rows"] == 10
+    assert done["counts"]["cache_hits"] >= len(first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ CONF_DIR = conf_dir()
 
 INTERRUPTED = (130, 143)
 SWEEP_EXIT = {"code": 0}  # a -m sweep's worst job exit code (set by ExitCodeCallback)
+MAIN_PID = {"pid": None}  # the process that runs the command line (main()); a launcher's job may run elsewhere
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -64,8 +66,10 @@ def _app(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
         record_failure(Path(HydraConfig.get().runtime.output_dir), cfg, str(exc), code)
-    if code and (not multirun or code in INTERRUPTED):
-        raise SystemExit(code)
+    in_main = MAIN_PID["pid"] == os.getpid()  # the basic launcher runs every cell here, one after another
+    if code and (not multirun or (code in INTERRUPTED and in_main)):
+        raise SystemExit(code)  # a signal stops the whole sweep; a cell in its own job (SLURM, joblib) just ends
+        # and the sweep's exit code comes from its summary.json (ExitCodeCallback)
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, reason: str, code: int) -> None:
@@ -246,6 +250,7 @@ def print_version(argv: list[str]) -> bool:
 
 
 def main() -> None:
+    MAIN_PID["pid"] = os.getpid()
     if print_version(sys.argv[1:]):
         return
     problem = precheck(sys.argv[1:])
