@@ -304,13 +304,14 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
                            "Key 'sizee' not in 'PoolConfig'"),
         (["-m", "pool.size=2,abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not "
                                     "be converted to Integer"),  # every value of a sweep is checked first
-        (["-m", "pool.size=2,4", "sampling.n=3"], "error: sampling.n=3 must be between 1 and pool.size=2 (n distinct "
-                                                  "models per prompt) (in the sweep cell pool.size=2)"),
+        (["-m", "pool.size=2", "sampling.n=3,4"], "error: none of the 2 sweep cells can run; the first: sampling.n=3 "
+                                                  "must be between 1 and pool.size=2 (n distinct models per prompt) "
+                                                  "(in the sweep cell sampling.n=3)"),  # a grid with no valid cell
     ],
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
     proc, _ = _run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.strip() == line
     assert not (tmp_path / "sweep").exists()
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
-
-import json
 
 import hydra
 from hydra.experimental.callback import Callback
@@ -82,52 +81,103 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(lines)
 
 
+def _grid(parsed: list, base_params: dict[str, str] | None) -> list[tuple[str, list[str]]]:
+    """``[(key, [override per value])]`` as Hydra's sweeper builds it: ``hydra.sweeper.params`` first, then the
+    command line's overrides (a key given on both keeps the params' place and takes the command line's values)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in (base_params or {}).items()])
+    grid: dict[str, list[str]] = {}
+    for o in [*params, *parsed]:
+        grid[o.get_key_element()] = ([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                                     if o.is_sweep_override() else [o.input_line])
+    return list(grid.items())
+
+
 def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     """Compose and validate the config of every job the command line asks for, as Hydra will, before any job
-    starts: the first problem as one line, or None. A ``-m`` grid is checked cell by cell (up to ``max_cells``;
-    a larger grid is checked value by value)."""
+    starts: the first problem as one line, or None.
+
+    A ``-m`` grid (the command line's values and any ``hydra.sweeper.params``) is checked cell by cell (up to
+    ``max_cells``; a larger grid is checked value by value): a cell that composes but cannot run is left to the
+    sweeper to skip (``uf_experiments.sweep_cells``); a composition error, a missing key or token, or a grid with
+    no cell that can run is the problem."""
     from itertools import product
 
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from uf_experiments.config import validate
+    from uf_experiments.sweep_cells import SkippedCell, cell_problem, no_valid_cell, swept_keys
 
     if any(a.startswith("-") and a not in PLAIN_FLAGS for a in argv):
         return None
+    multirun = any(a in PLAIN_FLAGS for a in argv)
     args = [a for a in argv if not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
         return one_line(exc)
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in parsed]
-    cells = 1
-    for c in choices:
-        cells *= len(c)
-    if cells <= max_cells:
-        candidates = [list(cell) for cell in product(*choices)]
-    else:
-        firsts = [c[0] for c in choices]
-        candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        grid = _grid(parsed, None)
+        if multirun:  # a grid a config carries (experiment=pool_sweep) is swept too
+            try:
+                base = compose("config", overrides=[c[0] for _, c in grid], return_hydra_config=True)
+            except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
+                return one_line(exc)
+            params = base.hydra.sweeper.get("params")
+            grid = _grid(parsed, {str(k): str(v) for k, v in params.items()} if params else None)
+        choices = [c for _, c in grid]
+        cells = 1
+        for c in choices:
+            cells *= len(c)
+        whole = cells <= max_cells
+        if whole:
+            candidates = [list(cell) for cell in product(*choices)]
+        else:
+            firsts = [c[0] for c in choices]
+            candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
+        swept = swept_keys(candidates)
+        skipped: list[SkippedCell] = []
         for overrides in candidates:
             try:
                 cfg = compose("config", overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
             try:
-                validate(cfg)
-            except ConfigError as exc:
-                swept = [o for o, c in zip(overrides, choices) if len(c) > 1]
-                return f"{exc}" + (f" (in the sweep cell {','.join(swept)})" if swept else "")
+                if not multirun:
+                    validate(cfg)
+                    continue
+                problem = cell_problem(cfg)
+            except ConfigError as exc:  # a single run's problem, or a SetupError (the same in every cell)
+                return str(exc)
+            if problem:
+                skipped.append(SkippedCell(overrides, problem))
+        if multirun and whole and len(skipped) == len(candidates):
+            return no_valid_cell(skipped, swept)
     return None
 
 
+def ensure_plugins_importable() -> None:
+    """Hydra loads plugins only from the ``hydra_plugins`` package: make ours (``hydra_plugins/uf_experiments_sweeper``
+    next to ``conf/``) importable, also from an editable install made before it existed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("hydra_plugins.uf_experiments_sweeper") is not None
+    except ModuleNotFoundError:
+        found = False
+    root = str(Path(CONF_DIR).parent)
+    if not found and root not in sys.path:
+        sys.path.append(root)
+
+
 def main() -> None:
+    ensure_plugins_importable()
     problem = precheck(sys.argv[1:])
     if problem:
-        sys.exit(f"error: {problem}")
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)  # a bad config or input (README, exit codes)
     _app()
 
 

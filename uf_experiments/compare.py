@@ -5,7 +5,8 @@ one run dir per job. For each run the table has its overrides (from ``.hydra/ove
 and the metrics of DESIGN.md §9; the plots read ``rated.parquet`` and ``preferences.parquet`` as well.
 
 Writes into the out dir (default ``SWEEP_DIR/compare``): ``compare.csv``, ``compare.md`` (also printed),
-``usd_per_pair.png``, ``rating_distribution.png``, ``margin_histogram.png``.
+``usd_per_pair.png``, ``rating_distribution.png``, ``margin_histogram.png``. The cells a sweep skipped because
+they could never run (``SWEEP_DIR/skipped_cells.json``) are listed under the table in ``compare.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from uf_experiments.sweep_cells import SKIPPED_FILE, SkippedCell, read_skipped
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,19 @@ def _job_order(path: Path) -> tuple[int, str]:
     """Hydra names sweep jobs ``N_overrides``: order by N as a number, so ``10_...`` follows ``9_...``."""
     m = re.match(r"(\d+)_", path.name)
     return (int(m.group(1)) if m else sys.maxsize, path.name)
+
+
+def find_skipped(paths: Sequence[str | Path]) -> list[SkippedCell]:
+    """The cells the sweep dirs among ``paths`` skipped (their ``skipped_cells.json``), in order."""
+    cells: list[SkippedCell] = []
+    for path in map(Path, paths):
+        if (path / SUMMARY).is_file():
+            continue
+        try:
+            cells += read_skipped(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CompareError(f"{path / SKIPPED_FILE}: unreadable ({exc})") from exc
+    return cells
 
 
 def default_out(paths: Sequence[str | Path]) -> Path:
@@ -160,16 +176,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def markdown(rows: Sequence[Row]) -> str:
-    """A GitHub markdown table of ``table(rows)``, metric columns right-aligned; an empty cell means "none"."""
+def markdown(rows: Sequence[Row], skipped: Sequence[SkippedCell] = ()) -> str:
+    """A GitHub markdown table of ``table(rows)``, metric columns right-aligned; an empty cell means "none".
+    Then the ``skipped`` sweep cells, if any: their overrides and why they could not run."""
     header, records = table(rows)
     align = ["---"] * (len(header) - len(METRIC_COLUMNS)) + ["---:"] * len(METRIC_COLUMNS)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in rec) + " |" for rec in records]
+    lines += ["| " + " | ".join(_escape(_cell(v)) for v in rec) + " |" for rec in records]
+    if skipped:
+        lines += ["", f"Skipped sweep cells ({len(skipped)}, never run):", "",
+                  "| skipped cell | reason |", "| --- | --- |"]
+        lines += [f"| {_escape(' '.join(_shown_overrides(s.overrides)))} | {_escape(s.reason)} |" for s in skipped]
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: Sequence[Row], out: Path) -> str:
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _shown_overrides(overrides: Sequence[str]) -> list[str]:
+    """A skipped cell's overrides as the table shows a run's: without ``hydra.*`` and ``cache.*`` (where files go)."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "cache."))]
+
+
+def write_table(rows: Sequence[Row], out: Path, skipped: Sequence[SkippedCell] = ()) -> str:
     """Write ``compare.csv`` and ``compare.md`` into ``out``; returns the markdown."""
     out.mkdir(parents=True, exist_ok=True)
     header, records = table(rows)
@@ -177,7 +207,7 @@ def write_table(rows: Sequence[Row], out: Path) -> str:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows([_cell(v) for v in rec] for rec in records)
-    md = markdown(rows)
+    md = markdown(rows, skipped)
     (out / "compare.md").write_text(md)
     return md
 
@@ -288,7 +318,7 @@ def rating_counts(rows: Sequence[Row]) -> tuple[dict[str, Counter], list[str]]:
                 if ratings[a] is None:
                     continue
                 used[a] = None
-                for model, value in zip(rec["generation_models"], ratings[a]):
+                for model, value in zip(rec["generation_models"], ratings[a], strict=False):
                     counts[model][NO_RATING if value is None else value] += 1
     return dict(sorted(counts.items())), list(used)
 
@@ -353,7 +383,7 @@ def _bins(values: Sequence[float]) -> list[float]:
     distinct = sorted(set(values))
     if not distinct:
         return [-0.5, 0.5]
-    gaps = [b - a for a, b in zip(distinct, distinct[1:]) if b - a > 1e-9]
+    gaps = [b - a for a, b in zip(distinct, distinct[1:], strict=False) if b - a > 1e-9]
     step = min(gaps) if gaps else 1.0
     n = round((distinct[-1] - distinct[0]) / step) + 1
     if n > 40:
@@ -372,7 +402,7 @@ def plot_margin_histogram(rows: Sequence[Row], path: Path) -> Path:
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.6), sharex=True, sharey=True,
                              squeeze=False, constrained_layout=True)
     keys = varying_keys(rows)
-    for ax, row, ms in zip(axes.flat, rows, data):
+    for ax, row, ms in zip(axes.flat, rows, data, strict=False):
         title = _label(row, keys, ", ", "defaults")
         if ms:
             ax.hist(ms, bins=bins, color="tab:blue", edgecolor="black", linewidth=0.4)
@@ -419,10 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = find_runs(args.paths)
         out = args.out or default_out(args.paths)
         rows = collect(runs)
+        skipped = find_skipped(args.paths)
     except CompareError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    md = write_table(rows, out)
+    md = write_table(rows, out, skipped)
     plot_all(rows, out)
     print(md, end="")
     print(f"\n{len(rows)} runs -> {out}/ (compare.csv, compare.md, {', '.join(PLOTS)})")

@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A config that cannot run. The message is one line naming the key and the fix."""
 
 
+class SetupError(ConfigError):
+    """The environment lacks what the config needs (an API key, a Hugging Face token): the same for every cell of
+    a sweep, so a sweep fails on it as a whole instead of skipping cells."""
+
+
 class DatasetKind(Enum):
     demo = "demo"
     hub = "hub"
@@ -298,12 +303,12 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{where} needs a path (hub id, local dir or API model name) or a tiny spec")
         problem = _engine_problem(model.engine)
         if problem:
-            raise ConfigError(f"{where} ({model.name}): {problem}")
+            raise SetupError(f"{where} ({model.name}): {problem}")
     if cfg.output.push_to_hub:
         from huggingface_hub import get_token
 
         if not get_token():
-            raise ConfigError(f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: "
+            raise SetupError(f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: "
                               "set HF_TOKEN or run `hf auth login`")
 
 
