@@ -66,6 +66,7 @@ PLAIN_FLAGS = ("-m", "--multirun")  # other flags (--cfg, --help, -c, ...) go to
 
 def one_line(exc: BaseException) -> str:
     """Hydra's multi-line composition error (and its cause) as one line that keeps the key and the options."""
+    first = exc
     lines: list[str] = []
     while exc is not None:
         for ln in str(exc).splitlines():
@@ -78,7 +79,17 @@ def one_line(exc: BaseException) -> str:
     if any(ln.startswith("Available options in") for ln in lines):
         cut = next(i for i, ln in enumerate(lines) if ln.startswith("Available options in"))
         return f"{'; '.join(lines[:cut])} (available: {', '.join(lines[cut + 1:])})"
-    return "; ".join(lines)
+    return "; ".join(lines) + _missing_option_hint(first)
+
+
+def _missing_option_hint(exc: BaseException) -> str:
+    """`` (available: a, b)`` for a group option Hydra could not load without saying what there is
+    (``aspect=[nope]``, a list of options), else ``""``."""
+    missing = str(getattr(exc, "missing_cfg_file", "") or "")
+    group = Path(CONF_DIR) / missing.rpartition("/")[0] if "/" in missing else None
+    if group is None or not group.is_dir():
+        return ""
+    return f" (available: {', '.join(sorted(p.stem for p in group.glob('*.yaml')))})"
 
 
 def _grid(parsed: list, base_params: dict[str, str] | None) -> list[tuple[str, list[str]]]:

@@ -319,9 +319,12 @@ def check_cache_path(path: str | os.PathLike[str]) -> None:
 
     file = Path(path).expanduser()
     fix = "pass a writable cache.path=DIR/requests.sqlite (or cache.enabled=false)"
+    if file.is_dir():
+        raise ConfigError(f"cache.path={path} is a directory: {fix}")
+    blocker = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"cache.path={path} cannot be written ({blocker} is a file, not a directory): {fix}")
     try:
-        if file.is_dir():
-            raise ConfigError(f"cache.path={path} is a directory: {fix}")
         file.parent.mkdir(parents=True, exist_ok=True)
         if file.exists():
             with file.open("ab"):

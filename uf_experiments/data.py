@@ -103,18 +103,18 @@ def _local_rows(path: str) -> Iterable[Mapping[str, Any]]:
     file = Path(path).expanduser()
     if not file.exists():
         raise ConfigError(f"dataset.path={path} does not exist: pass an existing .jsonl/.json/.parquet/.csv file")
+    if not file.is_file():
+        raise ConfigError(f"dataset.path={path} is not a file: pass a .jsonl/.json/.parquet/.csv file")
     fmt = LOCAL_FORMATS.get(file.suffix.lower())
     if fmt is None:
         raise ConfigError(f"dataset.path={path}: unsupported file type '{file.suffix}'; "
                           f"use one of {', '.join(LOCAL_FORMATS)}")
-    if not file.is_file():
-        raise ConfigError(f"dataset.path={path} is not a file: pass a .jsonl/.json/.parquet/.csv file")
     from datasets import load_dataset
 
     try:
         return load_dataset(fmt, data_files=str(file), split="train")
     except Exception as exc:  # noqa: BLE001 - whatever the reader says, as one line
-        raise ConfigError(f"dataset.path={path} cannot be read as {file.suffix.lower()[1:]} ({_root_cause(exc)}): "
+        raise ConfigError(f"dataset.path={path} cannot be read as {file.suffix.lower()[1:]} ({_reason(exc)}): "
                           "fix the file or pass another") from exc
 
 
@@ -136,11 +136,14 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def _root_cause(exc: BaseException) -> str:
-    """The most specific message in the exception's chain, on one line."""
-    for e in reversed(_chain(exc)):
+GENERIC = ("An error occurred while generating the dataset",)  # datasets' wrapper: the cause says what went wrong
+
+
+def _reason(exc: BaseException) -> str:
+    """The first specific message in the exception's chain, on one line."""
+    for e in _chain(exc):
         text = " ".join(str(e).split())
-        if text:
+        if text and not text.startswith(GENERIC):
             return text[:300]
     return type(exc).__name__
 
@@ -169,10 +172,10 @@ def hub_error(repo_id: str, subset: str | None, split: str, exc: BaseException) 
         return (f"{name}: the Hugging Face Hub ({where}) cannot be reached: check the network and the spelling of "
                 "dataset.repo_id, or set HF_HUB_OFFLINE=1 to use a cached copy")
     if "Unknown split" in text:
-        return f"dataset.split={split} of {repo_id}: {_root_cause(exc)} (fix dataset.split)"
+        return f"dataset.split={split} of {repo_id}: {_reason(exc)} (fix dataset.split)"
     if "BuilderConfig" in text or "Config name" in text:
-        return f"dataset.subset={subset} of {repo_id}: {_root_cause(exc)} (fix dataset.subset)"
-    return (f"{name} (subset {subset}, split {split}) cannot be loaded ({_root_cause(exc)}): check dataset.repo_id, "
+        return f"dataset.subset={subset} of {repo_id}: {_reason(exc)} (fix dataset.subset)"
+    return (f"{name} (subset {subset}, split {split}) cannot be loaded ({_reason(exc)}): check dataset.repo_id, "
             "dataset.subset and dataset.split")
 
 
