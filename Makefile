@@ -14,7 +14,7 @@ OFFLINE = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: install demo test clean
 
-$(VENV)/.installed: pyproject.toml scripts/setup_env.sh
+$(VENV)/.installed: pyproject.toml setup.py scripts/setup_env.sh
 	PYTHON=$(PYTHON) scripts/setup_env.sh $(VENV)
 	touch $@
 

@@ -75,3 +75,13 @@ def _quick_tests_start_no_cli(request: pytest.FixtureRequest, monkeypatch: pytes
 def compose() -> Compose:
     """``compose(["pool.size=2", ...]) -> DictConfig``: the composed run config."""
     return compose_config
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory):
+    """The built wheel installed without -e into a fresh venv that has no vLLM, torch or transformers
+    (tests/installed.py): ``installed.cli``, ``installed.python``, ``installed.env()``."""
+    from tests.installed import api_only_venv, build_wheel
+
+    root = tmp_path_factory.mktemp("wheel")
+    return api_only_venv(build_wheel(root), root / "venv")

@@ -9,10 +9,13 @@ Markers in the last message script behaviour:
 - ``FAULTS=429,500,hang,drop,400;`` the k-th attempt of that request gets the k-th fault, then success
   (429 carries ``Retry-After``; ``hang`` sleeps past the client's timeout and closes; ``drop`` closes the
   connection without an answer; 400 is a client error);
-- ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time;
-- ``QUOTE``: the rationale quotes the text on one line; ``BIAS_FIRST``: the first shown text gets +1.
+- ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time (judge prompts only);
+- ``QUOTE``: the rationale quotes the text on one line; ``BIAS_FIRST``: the first shown text gets +1;
+- ``FAIL_MODEL=name;`` a generation request to that model gets a 400 (its neighbours are answered).
 
-It records every attempt (time, body, outcome); ``paid`` lists the bodies answered with 200.
+It records every attempt (time, body, outcome) and, in ``spans``, every request's (start, end, model, kind) with
+kind "judge" or "generation" (a server log to read order and concurrency from); ``paid`` lists the bodies
+answered with 200.
 
 ``GET /v1/models`` lists ``models`` (OpenAI's shape); with ``models=None`` (the default) there is no such route
 (404), like a server without it. ``status=401`` (or 403, 404, ...) answers every request with that status. Every
@@ -32,6 +35,7 @@ from typing import Any
 TEXT_BLOCK = re.compile(r"<text (\d+)>\n(.*?)\n</text \1>", re.S)
 RESPONSE_BLOCK = re.compile(r"<response>\n(.*?)\n</response>", re.S)
 FAULTS = re.compile(r"FAULTS=([a-z0-9,]+);")
+FAIL_MODEL = re.compile(r"FAIL_MODEL=([\w.-]+);")
 
 
 def quality(text: str, hi: int = 5) -> int:
@@ -45,8 +49,9 @@ def body_key(body: dict[str, Any]) -> str:
 
 
 class FakeJudge:
-    def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2,
-                 models: list[str] | None = None, status: int | None = None) -> None:
+    def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2, port: int = 0,
+                 words_by_model: dict[str, int] | None = None, models: list[str] | None = None,
+                 status: int | None = None) -> None:
         self.latency_s, self.hang_s, self.retry_after_s = latency_s, hang_s, retry_after_s
         self.models, self.status = models, status
         self.gets: list[tuple[str, bool]] = []  # (path, had an Authorization: Bearer header)
@@ -54,11 +59,14 @@ class FakeJudge:
         self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
         self.paid: list[dict[str, Any]] = []  # bodies answered with 200
         self.usages: list[tuple[str, int, int, int]] = []  # (model, prompt, completion, cached tokens) billed
+        self.spans: list[tuple[float, float, str, str]] = []  # (start, end, model, "judge" | "generation")
+        self.dead = False
+        self.words_by_model = words_by_model or {}  # generation replies this many extra words long, per model
         self.in_flight = self.max_in_flight = 0
         self.seen: dict[str, int] = {}  # attempts per body key (retries of one request)
         self.asked: dict[str, int] = {}  # times each user message was asked (a judge re-ask has a new seed)
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -71,13 +79,24 @@ class FakeJudge:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
+        self.stop()
+
+    def stop(self) -> None:
+        """Die: stop listening, and drop requests on connections already open (a test can make the endpoint
+        die midway); idempotent."""
+        self.dead = True
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
     def attempts_of(self, key: str) -> list[tuple[float, str]]:
         return [(t, outcome) for t, k, outcome in self.attempts if k == key]
 
     def judge_reply(self, user: str, json_mode: bool, asked: int) -> str | None:
+        """A judge's reply, or None when ``user`` is not a judge prompt (GARBLE_* only garble judge replies, so
+        a generation request's answer never depends on which model asked first)."""
+        if not (RESPONSE_BLOCK.search(user) or TEXT_BLOCK.search(user)):
+            return None
         if "GARBLE_ALWAYS" in user or ("GARBLE_ONCE" in user and asked == 1):
             return "I cannot decide, sorry."
         critique = RESPONSE_BLOCK.search(user)
@@ -117,7 +136,10 @@ class FakeJudge:
         if judged is not None:
             return judged
         digest = hashlib.sha256(body_key(body).encode()).hexdigest()
-        return f"answer {digest[:10]} from {body['model']} quality={int(digest[10], 16) % 5 + 1}"
+        words = self.words_by_model.get(body["model"], 0)
+        padding = " ".join(f"w{digest[i % 64]}" for i in range(words + int(digest[11], 16) % 4))
+        text = f"answer {digest[:10]} from {body['model']} quality={int(digest[10], 16) % 5 + 1}"
+        return f"{text} {padding}" if words else text
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -154,9 +176,14 @@ class FakeJudge:
                     self.rfile.read(int(self.headers["Content-Length"]))
                     self._send(fake.status, {"error": {"message": f"status {fake.status}", "type": "test"}})
                     return
+                start = time.monotonic()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if fake.dead:
+                    self.close_connection = True
+                    return
                 key = body_key(body)
                 user = body["messages"][-1]["content"]
+                kind = "judge" if TEXT_BLOCK.search(user) or RESPONSE_BLOCK.search(user) else "generation"
                 with fake.lock:
                     fake.requests.append(body)
                     fake.seen[key] = fake.seen.get(key, 0) + 1
@@ -169,6 +196,9 @@ class FakeJudge:
                     m = FAULTS.search(user)
                     faults = m.group(1).split(",") if m else []
                     fault = faults[attempt - 1] if attempt <= len(faults) else None
+                    failing = FAIL_MODEL.search(user)
+                    if kind == "generation" and failing and failing.group(1) == body["model"]:
+                        fault = "400"
                     with fake.lock:
                         fake.attempts.append((time.monotonic(), key, fault or "ok"))
                     if fault == "hang":
@@ -190,6 +220,7 @@ class FakeJudge:
                     with fake.lock:
                         fake.paid.append(body)
                         fake.usages.append((body["model"], prompt_tokens, completion_tokens, cached))
+                        fake.spans.append((start, time.monotonic(), body["model"], kind))
                     self._send(200, {
                         "id": f"chatcmpl-{len(fake.requests)}",
                         "object": "chat.completion",

@@ -34,6 +34,9 @@ REQUIRED_OVERRIDES = {
     ("dataset", "local"): ["dataset.path=/tmp/x.jsonl"],
     ("judge", "served"): ["judge.model.path=some-served-model"],
     ("pool", "served"): ["pool.models=[a,b,c]"],
+    # judging a dataset's own completions and having no pool go together
+    ("pool", "none"): ["dataset=ultrafeedback_completions"],
+    ("dataset", "ultrafeedback_completions"): ["pool=none"],
 }
 # Model files whose `path` the user must give (served endpoints).
 MODEL_REQUIRED = {"served": ["judge.model.path=some-served-model"]}
@@ -69,6 +72,9 @@ def test_every_group_option_composes_and_validates(compose, api_key, group, opti
         assert OmegaConf.select(cfg, NAME_KEYS[group]) == option
     for given in REQUIRED_OVERRIDES.get((group, option), []):
         key, value = given.split("=", 1)
+        if "." not in key:  # a group choice
+            assert cfg.hydra.runtime.choices[key] == value
+            continue
         got = OmegaConf.select(cfg, key)
         assert (f"[{','.join(got)}]" if OmegaConf.is_list(got) else got) == value
     if not cfg.output.push_to_hub:  # validate() on push_to_hub asks for a HF token: not tested here
@@ -297,7 +303,8 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     [
         (["pool.size=abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not be "
                             "converted to Integer"),
-        (["pool=nope"], "error: In 'config': Could not find 'pool/nope' (available: paper_open, seed, served, tiny)"),
+        (["pool=nope"], "error: In 'config': Could not find 'pool/nope' "
+                        "(available: none, openai, paper_open, seed, served, tiny)"),
         (["judge.output=yaml"], "error: Error merging override judge.output=yaml; Invalid value 'yaml', expected one "
                                 "of [json, text]"),
         (["pool.sizee=3"], "error: Could not override 'pool.sizee'.; To append to your config use +pool.sizee=3; "
@@ -311,7 +318,7 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
     proc, _ = _run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 2  # bad configuration or input (README, "Exit codes")
     assert proc.stderr.strip() == line
     assert not (tmp_path / "sweep").exists()
 
@@ -347,3 +354,88 @@ def test_served_pool_rejections(compose, api_key, overrides, message):
     with pytest.raises(ConfigError) as info:
         validate(compose(overrides))
     assert str(info.value).startswith(message)
+
+
+# ---- experiment=rejudge: judge the completions a dataset holds, no pool ----
+
+
+def test_rejudge_experiment(compose, api_key):
+    cfg = compose(["experiment=rejudge"], return_hydra_config=True)
+    validate(cfg)
+
+    choices = cfg.hydra.runtime.choices
+    assert (choices.pool, choices.dataset, choices.judge) == ("none", "ultrafeedback_completions", "gpt-4o-mini")
+    assert cfg.experiment == "rejudge"
+    assert dict(cfg.pool.models) == {} and cfg.pool.size == 0
+    assert cfg.dataset.kind.value == "hub" and cfg.dataset.repo_id == "openbmb/UltraFeedback"
+    assert cfg.dataset.completions.value == "auto"
+    assert cfg.dataset.path is None
+    assert list(cfg.aspect) == ["instruction_following", "honesty", "truthfulness", "helpfulness"]
+    assert cfg.binarize.recipe.value == "mean_aspects"
+
+
+def test_rejudge_overrides_compose_without_a_plus(compose, api_key):
+    """The mapping keys of the rejudge dataset exist (null), so they are overridden as they are written in the docs."""
+    cfg = compose(["experiment=rejudge", "dataset.path=mine.jsonl", "dataset.columns.instruction=question",
+                   "dataset.columns.responses=outputs", "dataset.columns.models=generators",
+                   "dataset.reference.honesty=gpt4_honesty", "aspect=[honesty,critique]"])
+    validate(cfg)
+    assert cfg.dataset.columns.responses == "outputs" and cfg.dataset.columns.models == "generators"
+    assert cfg.dataset.reference.honesty == "gpt4_honesty" and cfg.dataset.reference.critique is None
+
+
+def test_rejudge_sweep_over_judges_and_output_modes_composes_every_cell(compose, api_key):
+    from uf_experiments.cli import precheck
+
+    argv = ["-m", "experiment=rejudge", "dataset.path=uf.parquet", "judge=gpt-4o,gpt-4o-mini", "judge.output=text,json"]
+    assert precheck(argv) is None  # the CLI composes and validates every cell before any job starts
+    for judge, path in (("gpt-4o", "gpt-4o-2024-08-06"), ("gpt-4o-mini", "gpt-4o-mini-2024-07-18")):
+        for output in ("text", "json"):
+            cfg = compose(["experiment=rejudge", "dataset.path=uf.parquet", f"judge={judge}", f"judge.output={output}"])
+            assert (cfg.judge.model.path, cfg.judge.output.value, cfg.pool.name) == (path, output, "none")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        case(["experiment=rejudge", "pool=tiny"], ["dataset.completions=auto", "pool 'tiny'", "pool=none"]),
+        case(["pool=none"], ["pool=none generates nothing", "dataset 'demo'", "dataset.completions=auto"]),
+        case(["dataset.completions=auto"], ["pool 'tiny' would never be used"]),
+        case(["experiment=rejudge", "dataset.completions=columns"], ["dataset.columns.responses=NAME"]),
+        case(["experiment=rejudge", "dataset.reference.honesty=h"],
+             ["dataset.reference.honesty=h", "dataset.columns.responses=NAME"]),
+        case(["experiment=rejudge", "dataset.columns.models=m"], ["dataset.columns.models=m", "responses"]),
+        case(["experiment=rejudge", "dataset.completions=ultrafeedback", "dataset.columns.responses=r"],
+             ["dataset.columns.responses=r", "dataset.completions=ultrafeedback", "dataset.completions=columns"]),
+        case(["experiment=rejudge", "dataset.completions=run", "dataset.reference.critique=c"],
+             ["dataset.reference.critique=c", "dataset.completions=run"]),
+        case(["dataset=local", "dataset.path=x.jsonl", "+dataset.columns.responses=outs"],
+             ["dataset.columns.responses=outs", "dataset.completions=none", "experiment=rejudge"]),
+        case(["experiment=rejudge", "dataset.repo_id=null"], ["dataset.repo_id", "dataset.path=FILE"]),
+    ],
+)
+def test_rejudge_validation_names_the_key_and_the_fix(compose, api_key, overrides, needles):
+    cfg = compose(overrides)
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_cli_rejects_a_pool_in_a_rejudge_before_loading_anything(tmp_path):
+    run_dir = tmp_path / "run"
+    proc, _ = _run_cli(["experiment=rejudge", "pool=tiny", "judge=tiny", "tracking=none",
+                        f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 2  # bad config
+    assert proc.stderr.strip() == ("error: dataset.completions=auto judges the completions the dataset holds, so "
+                                   "pool 'tiny' would never be used: pass pool=none (experiment=rejudge does)")
+    assert not run_dir.exists()
+
+
+def test_sweep_dir_names_leave_out_the_dataset_path(compose, api_key):
+    """A path's slashes in a sweep cell's dir name would nest the run dirs where compare does not look."""
+    cfg = compose(["experiment=rejudge", "dataset.path=/data/uf.parquet", "judge=gpt-4o", "judge.output=json"],
+                  return_hydra_config=True)
+    assert cfg.hydra.job.override_dirname == "judge.output=json,judge=gpt-4o"

@@ -29,10 +29,10 @@ def base(tmp_path: Path, run: str, *extra: str) -> list[str]:
             f"cache.path={tmp_path / 'cache.sqlite'}", *extra, f"hydra.run.dir={tmp_path / run}"]
 
 
-def call(cmd: list[str], server: FakeJudge) -> subprocess.CompletedProcess:
+def call(cmd: list[str], server: FakeJudge, code: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == code, proc.stderr[-3000:]
     return proc
 
 
@@ -47,7 +47,7 @@ def expected_usd(usages) -> dict[str, float]:
     return out
 
 
-def test_costs_match_the_servers_usage_and_cache_hits_are_free(tmp_path):
+def test_costs_match_the_servers_usage_and_cache_hits_cost_their_work_but_nothing_is_paid(tmp_path):
     with FakeJudge() as server:
         call(base(tmp_path, "first"), server)
         usages = list(server.usages)
@@ -60,9 +60,14 @@ def test_costs_match_the_servers_usage_and_cache_hits_are_free(tmp_path):
     for name, usd in want.items():
         stage = "judge" if name == "judge-x" else "generation"
         assert first[stage]["by_model"][name]["cost_usd"] == pytest.approx(usd, abs=1e-6)
+        assert first[stage]["by_model"][name]["paid_usd"] == pytest.approx(usd, abs=1e-6)
+        # fully cached: the same attributed cost, nothing paid
+        assert second[stage]["by_model"][name]["cost_usd"] == pytest.approx(usd, abs=1e-6)
+        assert second[stage]["by_model"][name]["paid_usd"] == 0.0
     assert first["cost_usd"]["total"] == pytest.approx(sum(want.values()), abs=0.005)
+    assert first["cost_usd"]["paid"] == first["cost_usd"]["total"]
     assert first["generation"]["prompt_tokens"] == sum(u[1] for u in usages if u[0] != "judge-x")
-    assert second["cost_usd"]["total"] == 0.0
+    assert second["cost_usd"]["paid"] == 0.0 and second["cost_usd"]["total"] == first["cost_usd"]["total"]
     assert second["cost_usd"]["saved_by_cache"] == pytest.approx(first["cost_usd"]["total"], abs=1e-6)
 
 
@@ -112,10 +117,10 @@ def test_budget_stops_cleanly_and_keeps_the_files(tmp_path):
         full = json.loads((tmp_path / "full" / "summary.json").read_text())["cost_usd"]["total"]
         budget = round(full / 3, 2)
         (tmp_path / "cache.sqlite").unlink()
-        call(base(tmp_path, "capped", f"budget_usd={budget}"), server)
+        call(base(tmp_path, "capped", f"budget_usd={budget}"), server, code=4)  # 4: the budget cap was reached
     summary = json.loads((tmp_path / "capped" / "summary.json").read_text())
-    assert summary["stopped"].startswith(f"budget_usd={budget} reached")
-    assert summary["cost_usd"]["total"] <= budget
-    assert summary["counts"]["generation_failures"] + summary["counts"]["parse_failures"] > 0
+    assert summary["stopped"].startswith(f"budget_usd={budget} reached") and summary["exit_code"] == 4
+    assert summary["cost_usd"]["paid"] <= budget
+    assert summary["counts"]["not_sent"] > 0
     for name in ("rated.parquet", "preferences.parquet", "summary.json"):
         assert (tmp_path / "capped" / name).exists()

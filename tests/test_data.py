@@ -1,5 +1,6 @@
-"""uf_experiments.data: the demo set, local files in every supported format, and the shared row rules of
-to_prompts (column mapping, empty / duplicate skipping with counts, stable ids, source fallback)."""
+"""uf_experiments.data: the demo set, local files in every supported format, the shared row rules of
+to_prompts (column mapping, empty / duplicate skipping with counts, stable ids, source fallback), and completions
+a dataset already holds (openbmb/UltraFeedback's schema, an earlier run's dir, a mapped list column)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.uf_fixture import PROMPTS as UF_PROMPTS
+from tests.uf_fixture import SYSTEM as UF_SYSTEM
+from tests.uf_fixture import response as uf_response
+from tests.uf_fixture import write_uf
 from uf_experiments.config import ConfigError
-from uf_experiments.data import load_prompts, to_prompts
-from uf_experiments.records import Prompt
+from uf_experiments.data import given_row_fields, load_prompts, reference_value, to_prompts
+from uf_experiments.records import GivenCompletion, Prompt
 
 SOURCES = {"ultrachat", "sharegpt", "evol_instruct", "truthful_qa", "false_qa", "flan"}
 
@@ -272,6 +277,16 @@ def test_to_prompts_maps_extra_columns():
     assert report.prompts[0].extras == {"correct_answers": ["yes"], "world_knowledge": "Sky is blue."}
 
 
+def test_to_prompts_leaves_out_empty_world_knowledge():
+    """UltraFeedback marks rows without reference answers with ["None"]: the judge must not read "Correct answers:
+    None" as knowledge."""
+    rows = [{"instruction": "A", "correct_answers": ["None"], "incorrect_answers": [], "world_knowledge": ""},
+            {"instruction": "B", "correct_answers": ["None", "Zero"], "incorrect_answers": ["Five"]}]
+    report = run(rows)
+    assert report.prompts[0].extras == {"world_knowledge": ""}
+    assert report.prompts[1].extras == {"correct_answers": ["None", "Zero"], "incorrect_answers": ["Five"]}
+
+
 def test_to_prompts_stable_id_depends_on_source_and_instruction():
     ids = {
         (src, text): run([{"instruction": text, "source": src}]).prompts[0].prompt_id
@@ -313,9 +328,7 @@ def test_to_prompts_all_empty_is_an_error_naming_the_column():
                                "or map another column with dataset.columns.instruction=NAME")
 
 
-def test_a_local_directory_or_unparseable_file_is_one_line(tmp_path, load_local):
-    with pytest.raises(ConfigError, match=r"^dataset.path=.* is not a file: pass a .jsonl"):
-        load_local(tmp_path)
+def test_an_unparseable_file_is_one_line(tmp_path, load_local):
     bad = tmp_path / "p.csv"
     bad.write_bytes(b'instruction\n"unclosed\n')
     with pytest.raises(ConfigError) as info:
@@ -354,3 +367,264 @@ def test_check_inputs_checks_the_cache_path_unless_planning(tmp_path, compose):
     ok = tmp_path / "new" / "dir" / "requests.sqlite"
     assert len(check_inputs(compose(["dataset.limit=3", f"cache.path={ok}"])).prompts) == 3
     assert ok.parent.is_dir() and list(ok.parent.iterdir()) == []  # the check leaves nothing behind
+
+
+# ---- completions a dataset holds (dataset.completions, experiment=rejudge) ----
+
+@pytest.fixture
+def load_rejudge(compose):
+    """``load_rejudge(path, "dataset.columns.responses=x", ...)``: load through experiment=rejudge's dataset."""
+
+    def _load(path: Path, *overrides: str):
+        cfg = compose(["experiment=rejudge", f"dataset.path={path}", *overrides])
+        return load_prompts(cfg.dataset)
+
+    return _load
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("4", 4.0), (" 5 ", 5.0), (3, 3.0), (7.5, 7.5), ("7.5", 7.5), ("0", 0.0), ("N/A", None), ("", None),
+     (None, None), ("four", None), (float("nan"), None), (True, None), ([4], None)],
+)
+def test_reference_value(value, expected):
+    assert reference_value(value) == expected
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_ultrafeedback_schema_loads_completions_and_reference_ratings(tmp_path, load_rejudge, suffix):
+    report = load_rejudge(write_uf(tmp_path / f"uf{suffix}"))
+
+    assert report.layout == "ultrafeedback"
+    assert (report.rows, report.skipped_empty, report.skipped_duplicate) == (6, 1, 1)
+    assert (report.skipped_few_completions, report.dropped_empty_completions) == (1, 3)
+    assert [(p.source, p.instruction) for p in report.prompts] == [(u["source"], u["instruction"]) for u in UF_PROMPTS]
+    assert [p.index for p in report.prompts] == [0, 1, 2]
+    assert report.prompts[0].extras == {}  # ["None"]: UltraFeedback's placeholder for no reference answers
+    p2 = report.prompts[1]
+    assert p2.extras == {"correct_answers": UF_PROMPTS[1]["correct_answers"],
+                         "incorrect_answers": UF_PROMPTS[1]["incorrect_answers"]}
+    assert p2.given == (
+        GivenCompletion(uf_response(1, 0, 3), "alpaca-7b", "helpfulness", UF_SYSTEM["helpfulness"],
+                        {"instruction_following": 3.0, "honesty": 3.0, "truthfulness": 3.0, "helpfulness": 3.0,
+                         "critique": 3.0}),
+        GivenCompletion(uf_response(1, 1, 3), "gpt-4", "honesty", UF_SYSTEM["honesty"],
+                        {"instruction_following": 4.0, "honesty": None, "truthfulness": 3.0, "helpfulness": 3.0,
+                         "critique": 3.0}),  # honesty "N/A" is no rating
+        GivenCompletion(uf_response(1, 2, 5), "llama-2-13b-chat", "truthfulness", UF_SYSTEM["truthfulness"],
+                        {"instruction_following": 5.0, "honesty": 4.0, "truthfulness": 5.0, "helpfulness": 3.0,
+                         "critique": 5.0}),
+        GivenCompletion(uf_response(1, 3, 2), "wizardlm-7b", "verbalized_calibration",
+                        UF_SYSTEM["verbalized_calibration"],
+                        {"instruction_following": 1.0, "honesty": 2.0, "truthfulness": 2.0, "helpfulness": 3.0,
+                         "critique": 2.0}),
+    )
+    assert [g.reference["critique"] for g in report.prompts[2].given] == [4.0, 1.0, 3.0, 7.5]  # overall_score
+    assert given_row_fields(p2) == {
+        "principles": ["helpfulness", "honesty", "truthfulness", "verbalized_calibration"],
+        "system_prompts": [UF_SYSTEM[k] for k in ("helpfulness", "honesty", "truthfulness", "verbalized_calibration")],
+        "generations": [g.text for g in p2.given],
+        "generation_models": ["alpaca-7b", "gpt-4", "llama-2-13b-chat", "wizardlm-7b"],
+    }
+
+
+def test_ultrafeedback_parquet_and_jsonl_give_the_same_prompts(tmp_path, load_rejudge):
+    from_parquet = load_rejudge(write_uf(tmp_path / "a.parquet")).prompts
+    assert from_parquet == load_rejudge(write_uf(tmp_path / "a.jsonl")).prompts
+
+
+def test_ultrafeedback_limit_counts_judgeable_prompts(tmp_path, load_rejudge):
+    report = load_rejudge(write_uf(tmp_path / "uf.jsonl"), "dataset.limit=2")
+    assert [p.instruction for p in report.prompts] == [u["instruction"] for u in UF_PROMPTS[:2]]
+
+
+def test_ultrafeedback_raw_release_quirks(tmp_path, load_rejudge):
+    """An annotation left as an empty list (GPT-4's reply never parsed), a missing overall_score, a 0 rating."""
+    comps = [{"model": "m1", "principle": "helpfulness", "custom_system_prompt": "Be helpful.",
+              "response": "First answer.", "overall_score": None,
+              "annotations": {"instruction_following": [], "honesty": {"Rating": "0", "Rationale": "?"},
+                              "truthfulness": [{"Rating": "4", "Rationale": "ok"}], "helpfulness": None}},
+             {"model": None, "principle": "", "custom_system_prompt": None, "response": "Second answer.",
+              "overall_score": "6", "annotations": {}}]
+    rows = [{"source": "sharegpt", "instruction": "Hi?", "completions": comps}]
+    report = load_rejudge(write(tmp_path / "raw.jsonl", rows))
+    assert report.prompts[0].given == (
+        GivenCompletion("First answer.", "m1", "helpfulness", "Be helpful.",
+                        {"instruction_following": None, "honesty": 0.0, "truthfulness": 4.0, "helpfulness": None,
+                         "critique": None}),
+        GivenCompletion("Second answer.", "unknown", None, None,
+                        {"instruction_following": None, "honesty": None, "truthfulness": None, "helpfulness": None,
+                         "critique": 6.0}),
+    )
+
+
+def test_ultrafeedback_explicit_layout_without_completions_is_an_error(tmp_path, load_rejudge):
+    with pytest.raises(ConfigError) as info:
+        load_rejudge(write(tmp_path / "p.jsonl", ROWS), "dataset.completions=ultrafeedback")
+    message = str(info.value)
+    assert "no column 'completions' for dataset.completions=ultrafeedback" in message
+    assert "prompt_id, source, instruction" in message
+
+
+def test_auto_without_completions_names_the_fix(tmp_path, load_rejudge):
+    with pytest.raises(ConfigError) as info:
+        load_rejudge(write(tmp_path / "p.jsonl", ROWS))
+    assert "holds no completions" in str(info.value)
+    assert "dataset.columns.responses=NAME" in str(info.value)
+
+
+def test_a_hub_dataset_reads_its_local_copy_from_dataset_path(tmp_path, compose):
+    """dataset.path on a hub dataset (here: openbmb/UltraFeedback's prompts) reads the file instead of the hub."""
+    cfg = compose(["dataset=ultrafeedback", f"dataset.path={write_uf(tmp_path / 'uf.parquet')}"])
+    report = load_prompts(cfg.dataset)
+    assert report.layout is None  # prompts only: the pool writes the completions
+    p1, p2, p3 = (u["instruction"] for u in UF_PROMPTS)
+    assert [p.instruction for p in report.prompts] == [p1, p2, "Name a prime number.", p3]  # one response is enough
+    assert all(p.given == () for p in report.prompts)
+    assert (report.skipped_empty, report.skipped_duplicate, report.skipped_few_completions) == (1, 1, 0)
+
+
+# ---- an earlier run of ours ----
+
+
+def run_rows() -> list[dict[str, Any]]:
+    """rated.parquet rows in the README's layout: a judged row, a row whose honesty reply never parsed, and a row
+    left with one generation (its other generation failed)."""
+
+    def row(pid, index, instruction, gens, models, principles, systems, ratings, status):
+        return {
+            "prompt_id": pid, "prompt_index": index, "source": "flan", "instruction": instruction,
+            "principles": principles, "system_prompts": systems, "generations": gens, "generation_models": models,
+            "judge_model": "tiny_judge", "ratings": ratings,
+            "rationales": {a: [None if v is None else "why" for v in vs] for a, vs in ratings.items()},
+            "types": {a: [[] for _ in vs] for a, vs in ratings.items()},
+            "judge_order": {a: list(range(len(vs))) for a, vs in ratings.items()},
+            "parse_status": status, "judge_raw": {a: ["raw"] for a in ratings},
+        }
+
+    return [
+        row("id-7", 7, "Say hi.", ["Hi!", "Hello there."], ["tiny_a", "tiny_b"], ["helpfulness", None],
+            ["Be helpful.", None], {"honesty": [None, 4], "helpfulness": [5, 2]},
+            {"honesty": "ok", "helpfulness": "ok"}),
+        row("id-9", 9, "Count to 3.", ["1 2 3", "one two", "1, 2, 3"], ["tiny_c", "tiny_a", "tiny_b"],
+            [None, None, "honesty"], [None, None, "Be honest."],
+            {"honesty": [None, None, None], "helpfulness": [4, 1, 4]},
+            {"honesty": "failed after 3 attempts: no rating", "helpfulness": "ok"}),
+        row("id-11", 11, "Name a colour.", ["Red."], ["tiny_d"], [None], [None], {"honesty": [3], "helpfulness": [3]},
+            {"honesty": "ok", "helpfulness": "ok"}),
+    ]
+
+
+def write_run(run_dir: Path) -> Path:
+    from datasets import Dataset
+
+    run_dir.mkdir(parents=True)
+    Dataset.from_list(run_rows()).to_parquet(str(run_dir / "rated.parquet"))
+    (run_dir / "summary.json").write_text("{}")
+    return run_dir
+
+
+EXPECTED_RUN = [
+    Prompt("id-7", "flan", "Say hi.", index=0, given=(
+        GivenCompletion("Hi!", "tiny_a", "helpfulness", "Be helpful.", {"honesty": None, "helpfulness": 5.0}),
+        GivenCompletion("Hello there.", "tiny_b", None, None, {"honesty": 4.0, "helpfulness": 2.0}))),
+    Prompt("id-9", "flan", "Count to 3.", index=1, given=(
+        GivenCompletion("1 2 3", "tiny_c", None, None, {"honesty": None, "helpfulness": 4.0}),
+        GivenCompletion("one two", "tiny_a", None, None, {"honesty": None, "helpfulness": 1.0}),
+        GivenCompletion("1, 2, 3", "tiny_b", "honesty", "Be honest.", {"honesty": None, "helpfulness": 4.0}))),
+]
+
+
+@pytest.mark.parametrize("target", ["dir", "file"])
+def test_a_run_dir_is_judged_again_with_its_ratings_as_the_reference(tmp_path, load_rejudge, target):
+    run_dir = write_run(tmp_path / "runs" / "12-00-00_demo")
+    report = load_rejudge(run_dir if target == "dir" else run_dir / "rated.parquet")
+
+    assert report.layout == "run"
+    assert report.prompts == EXPECTED_RUN  # the run's prompt ids are kept
+    assert (report.rows, report.skipped_few_completions, report.dropped_empty_completions) == (3, 1, 0)
+
+
+def test_a_directory_without_rated_parquet_is_an_error(tmp_path, load_rejudge):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError) as info:
+        load_rejudge(tmp_path / "empty")
+    assert f"dataset.path={tmp_path / 'empty'} is a directory without rated.parquet" in str(info.value)
+
+
+# ---- any dataset with a list column of responses ----
+
+MAPPED = [
+    {"question": "Best pet?", "outputs": ["A cat.", "A dog.", "  "], "generators": ["m-a", "m-b", "m-c"],
+     "gpt4_honesty": [4, "N/A", 2], "gpt4_help": ["5", None, 1]},
+    {"question": "Capital of France?", "outputs": ["Paris.", "Lyon."], "generators": ["m-b", ""],
+     "gpt4_honesty": [5, 1], "gpt4_help": [5.0, 2.5]},
+    {"question": "Only one?", "outputs": ["Yes."], "generators": ["m-a"], "gpt4_honesty": [3], "gpt4_help": [3]},
+]
+MAPPING = ("dataset.columns.instruction=question", "dataset.columns.responses=outputs",
+           "dataset.columns.models=generators", "dataset.source=mine",
+           "dataset.reference.honesty=gpt4_honesty", "dataset.reference.helpfulness=gpt4_help")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_a_mapped_list_column_of_responses(tmp_path, load_rejudge, suffix):
+    rows = MAPPED if suffix == ".jsonl" else [  # parquet columns hold one type: the ratings as strings
+        r | {"gpt4_honesty": [None if v is None else str(v) for v in r["gpt4_honesty"]],
+             "gpt4_help": [None if v is None else str(v) for v in r["gpt4_help"]]} for r in MAPPED]
+    report = load_rejudge(write(tmp_path / f"mapped{suffix}", rows), *MAPPING)
+
+    assert report.layout == "columns"
+    assert [(p.source, p.instruction) for p in report.prompts] == [("mine", "Best pet?"),
+                                                                   ("mine", "Capital of France?")]
+    assert report.prompts[0].given == (
+        GivenCompletion("A cat.", "m-a", reference={"honesty": 4.0, "helpfulness": 5.0}),
+        GivenCompletion("A dog.", "m-b", reference={"honesty": None, "helpfulness": None}),
+    )  # the whitespace-only third response is dropped
+    assert report.prompts[1].given == (
+        GivenCompletion("Paris.", "m-b", reference={"honesty": 5.0, "helpfulness": 5.0}),
+        GivenCompletion("Lyon.", "unknown", reference={"honesty": 1.0, "helpfulness": 2.5}),
+    )
+    assert (report.skipped_few_completions, report.dropped_empty_completions) == (1, 1)
+
+
+def test_a_mapped_list_column_alone(tmp_path, load_rejudge):
+    report = load_rejudge(write(tmp_path / "m.jsonl", MAPPED), "dataset.columns.instruction=question",
+                          "dataset.columns.responses=outputs")
+    assert report.prompts[1].given == (GivenCompletion("Paris."), GivenCompletion("Lyon."))
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        pytest.param({"outputs": "A cat."}, ["row 1", "dataset.columns.responses=outputs must be a list column", "str"],
+                     id="not-a-list"),
+        pytest.param({"generators": ["m-a"]},
+                     ["row 1", "dataset.columns.models=generators has 1 values for 3 responses"],
+                     id="models-too-short"),
+        pytest.param({"gpt4_honesty": [1, 2]}, ["row 1", "dataset.reference.honesty=gpt4_honesty has 2 values"],
+                     id="ratings-too-short"),
+    ],
+)
+def test_a_mapped_list_column_that_does_not_fit(tmp_path, load_rejudge, change, needles):
+    rows = [MAPPED[0] | change, *MAPPED[1:]]
+    with pytest.raises(ConfigError) as info:
+        load_rejudge(write(tmp_path / "m.jsonl", rows), *MAPPING)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["dataset.columns.responses=answers"], "no column 'answers' for dataset.completions=columns"),
+        (["dataset.columns.responses=outputs", "dataset.reference.honesty=gpt4_honest"],
+         "no column for dataset.reference.honesty=gpt4_honest"),
+        (["dataset.columns.responses=outputs", "dataset.columns.models=model"],
+         "no column for dataset.columns.models=model"),
+    ],
+)
+def test_a_mapped_column_the_data_lacks_is_named(tmp_path, load_rejudge, overrides, needle):
+    with pytest.raises(ConfigError) as info:
+        load_rejudge(write(tmp_path / "m.jsonl", MAPPED), "dataset.columns.instruction=question", *overrides)
+    assert needle in str(info.value)
+    assert "question, outputs, generators" in str(info.value)

@@ -15,7 +15,7 @@ from hydra.utils import get_class
 
 from uf_experiments.config import ConfigError, validate
 from uf_experiments.data import load_prompts
-from uf_experiments.runner import generation_requests
+from uf_experiments.requests import generation_requests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def requests_for(compose, *overrides: str):
     cfg = compose(["principles=paper_code", *overrides])
     validate(cfg)
-    return cfg, generation_requests(cfg, load_prompts(cfg.dataset).prompts)
+    return cfg, [r for reqs in generation_requests(cfg, load_prompts(cfg.dataset).prompts) for r in reqs]
 
 
 def test_growing_n_adds_completions_and_keeps_the_earlier_ones(compose):

@@ -91,3 +91,27 @@ def test_close_is_idempotent_and_final():
     eng.close()
     with pytest.raises(RuntimeError, match="closed"):
         eng.generate([_req("x", 1)])
+
+
+def test_an_over_long_prompt_fails_alone(engine):
+    """One prompt longer than the context among normal ones: it fails with its length, the others keep their
+    completions (vLLM would reject the whole call)."""
+    long = _req("word " * 1200, seed=5)  # > max_model_len=1024 tokens with any tokenizer of this size
+    normal = [_req(f"question {i}", seed=i) for i in range(5)]
+    out = engine.generate([normal[0], normal[1], long, *normal[2:]])
+    assert [c.request for c in out] == [normal[0], normal[1], long, *normal[2:]]
+    assert out[2].text is None and out[2].error.startswith("prompt too long: ")
+    n = engine.prompt_tokens(long)
+    assert out[2].error.startswith(f"prompt too long: {n} tokens > limit {1024 - 24}") and n > 1000
+    assert all(c.text is not None and c.error is None for i, c in enumerate(out) if i != 2)
+
+
+def test_a_request_vllm_rejects_is_isolated(engine):
+    """If vLLM still rejects a call, the bad request is found by bisection and its neighbours are answered."""
+    bad = _req("rate this", seed=3, schema={"type": "object", "properties": {"x": {"type": "no-such-type"}}})
+    normal = [_req(f"hello {i}", seed=i) for i in range(6)]
+    out = engine.generate([*normal[:4], bad, *normal[4:]])
+    assert out[4].text is None and out[4].error
+    assert all(c.text is not None for i, c in enumerate(out) if i != 4)
+    # each answered request carries its share of the measured engine time
+    assert all(c.engine_s > 0 for c in out if c.text is not None)

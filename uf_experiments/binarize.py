@@ -18,7 +18,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import mean
 from typing import Any
 
 from uf_experiments.records import Pair
@@ -43,7 +42,7 @@ def completion_scores(ratings: Mapping[str, Sequence[float | None]], n: int, sco
     out: list[float | None] = []
     for i in range(n):
         got = [ratings[a][i] for a in names if ratings[a] is not None and ratings[a][i] is not None]
-        out.append(mean(got) if got else None)
+        out.append(sum(got) / len(got) if got else None)  # plain float mean: statistics.mean is 20x slower
     return out
 
 

@@ -29,17 +29,66 @@ def short_dirname(name: str, limit: int = 120) -> str:
 
 
 OmegaConf.register_new_resolver("uf_short", short_dirname, replace=True)
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the Hydra config root, outside the package
+
+
+def conf_dir() -> str:
+    """The Hydra config root: ``uf_experiments/conf`` inside an installed package (the wheel ships ``conf/`` there),
+    else ``conf/`` at the top of a clone (an editable install or ``PYTHONPATH``)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    return str(here / "conf")  # Hydra names the missing config root
+
+
+CONF_DIR = conf_dir()
+
+
+INTERRUPTED = (130, 143)
+SWEEP_EXIT = {"code": 0}  # a -m sweep's worst job exit code (set by ExitCodeCallback)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(cfg: DictConfig) -> None:
+    """One job. A single run exits with its code (README, "Exit codes"); in a -m sweep a job that could not
+    finish is recorded in its summary.json and the sweep goes on, except after Ctrl-C / SIGTERM, which stop it."""
+    from hydra.core.hydra_config import HydraConfig
+
     from uf_experiments.runner import run
 
+    multirun = str(getattr(HydraConfig.get().mode, "name", HydraConfig.get().mode)) == "MULTIRUN"
     try:
-        run(cfg)
+        code = run(cfg).get("exit_code", 0)
     except ConfigError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+        record_failure(Path(HydraConfig.get().runtime.output_dir), cfg, str(exc), code)
+    if code and (not multirun or code in INTERRUPTED):
+        raise SystemExit(code)
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, reason: str, code: int) -> None:
+    """A job stopped by bad input before it ran: its summary.json says so (and compare lists it as failed)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps({"experiment": cfg.experiment, "stopped": reason,
+                                                      "exit_code": code, "run_dir": str(run_dir)}, indent=2))
+
+
+class ExitCodeCallback(Callback):
+    """After a ``-m`` sweep: the worst exit code of its jobs (from their summary.json) becomes the command's."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        codes = []
+        for path in Path(config.hydra.sweep.dir).glob("*/summary.json"):
+            try:
+                codes.append(int(json.loads(path.read_text()).get("exit_code") or 0))
+            except (ValueError, OSError):
+                continue
+        failed = [c for c in codes if c]
+        SWEEP_EXIT["code"] = max(failed) if failed else 0
+        if failed:
+            print(f"sweep: {len(failed)} of {len(codes)} jobs did not finish (see their summary.json 'stopped')",
+                  file=sys.stderr)
 
 
 class PlanTotalCallback(Callback):
@@ -105,6 +154,40 @@ def _grid(parsed: list, base_params: dict[str, str] | None) -> list[tuple[str, l
     return list(grid.items())
 
 
+def hydra_search_args(argv: list[str]) -> tuple[list[str], str] | None:
+    """The overrides and the primary config name a command line composes, as Hydra will: ``--config-dir DIR``
+    (``-cd``) becomes a ``hydra.searchpath`` entry (Hydra puts both after our config root), ``--config-name``
+    (``-cn``) names the primary config. None when the line has a flag precheck leaves to Hydra (``--help``,
+    ``--cfg``, ``--config-path``, ...)."""
+    values = {"--config-dir": None, "-cd": None, "--config-name": None, "-cn": None}
+    args: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        if flag in values:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            values[flag] = value
+        elif arg.startswith("-") and arg not in PLAIN_FLAGS:
+            return None
+        elif not arg.startswith("-"):
+            args.append(arg)
+        i += 1
+    extra_dir = values["--config-dir"] or values["-cd"]
+    if extra_dir is not None and not Path(extra_dir).is_dir():
+        return None  # Hydra names the missing directory
+    if extra_dir:
+        extra = f"file://{Path(extra_dir).resolve()}"
+        given = next((a for a in args if a.split("=", 1)[0] == "hydra.searchpath"), None)
+        if given is None:
+            args.append(f"hydra.searchpath=[{extra}]")
+        else:  # one searchpath override: the --config-dir entry first, as Hydra orders them
+            args[args.index(given)] = f"hydra.searchpath=[{extra},{given.split('=', 1)[1].strip().lstrip('[')}"
+    return args, values["--config-name"] or values["-cn"] or "config"
+
+
 def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     """Compose and validate the config of every job the command line asks for, as Hydra will, before any job
     starts: the first problem as one line, or None.
@@ -121,10 +204,11 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     from uf_experiments.config import validate
     from uf_experiments.sweep_cells import SkippedCell, cell_problem, no_valid_cell, swept_keys
 
-    if any(a.startswith("-") and a not in PLAIN_FLAGS for a in argv):
+    composed = hydra_search_args(argv)
+    if composed is None:
         return None
+    args, config_name = composed
     multirun = any(a in PLAIN_FLAGS for a in argv)
-    args = [a for a in argv if not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
@@ -133,7 +217,7 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
         grid = _grid(parsed, None)
         if multirun:  # a grid a config carries (experiment=pool_sweep) is swept too
             try:
-                base = compose("config", overrides=[c[0] for _, c in grid], return_hydra_config=True)
+                base = compose(config_name, overrides=[c[0] for _, c in grid], return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
             params = base.hydra.sweeper.get("params")
@@ -152,7 +236,7 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
         skipped: list[SkippedCell] = []
         for overrides in candidates:
             try:
-                cfg = compose("config", overrides=overrides, return_hydra_config=True)
+                cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
             try:
@@ -170,26 +254,44 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
 
 
 def ensure_plugins_importable() -> None:
-    """Hydra loads plugins only from the ``hydra_plugins`` package: make ours (``hydra_plugins/uf_experiments_sweeper``
-    next to ``conf/``) importable, also from an editable install made before it existed."""
+    """Hydra loads plugins only from the ``hydra_plugins`` package: make ours (``hydra_plugins/uf_experiments_sweeper``,
+    beside the ``uf_experiments`` package) importable, also from an editable install made before it existed."""
     import importlib.util
 
     try:
         found = importlib.util.find_spec("hydra_plugins.uf_experiments_sweeper") is not None
     except ModuleNotFoundError:
         found = False
-    root = str(Path(CONF_DIR).parent)
+    root = str(Path(__file__).resolve().parent.parent)  # a clone's top, or site-packages
     if not found and root not in sys.path:
         sys.path.append(root)
 
 
+def print_version(argv: list[str]) -> bool:
+    """``uf-experiments --version``: print the package version (before Hydra, which has no such flag)."""
+    if "--version" not in argv:
+        return False
+    from uf_experiments import package_version
+
+    print(f"uf-experiments {package_version()}")
+    return True
+
+
 def main() -> None:
+    if print_version(sys.argv[1:]):
+        return
     ensure_plugins_importable()
     problem = precheck(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)  # a bad config or input (README, exit codes)
-    _app()
+        sys.exit(2)
+    try:
+        _app()
+    except KeyboardInterrupt:  # before the run's own handler was in place (loading, building models)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    if SWEEP_EXIT["code"]:
+        sys.exit(SWEEP_EXIT["code"])
 
 
 if __name__ == "__main__":

@@ -33,6 +33,16 @@ class DatasetKind(Enum):
     local = "local"
 
 
+class CompletionsSource(Enum):
+    """Where a prompt's completions come from (``dataset.completions``)."""
+
+    none = "none"  # the pool writes them (the dataset holds prompts only)
+    auto = "auto"  # the dataset holds them; its columns say in which layout (see data.py)
+    ultrafeedback = "ultrafeedback"  # openbmb/UltraFeedback's `completions` list of structs
+    run = "run"  # an earlier run's rated.parquet (`generations`, `ratings`, ...)
+    columns = "columns"  # a list column of responses: dataset.columns.responses=NAME
+
+
 class JudgeOutput(Enum):
     json = "json"
     text = "text"
@@ -64,6 +74,7 @@ class PriceConfig:
     input_per_1m: float = 0.0  # USD per 1M prompt tokens
     output_per_1m: float = 0.0  # USD per 1M completion tokens
     cached_input_per_1m: float = 0.0  # USD per 1M cached prompt tokens
+    batch_discount: float = 1.0  # the factor on all three through the OpenAI Batch API (OpenAI: 0.5)
     read_on: str | None = None  # the date the prices were read from the provider's page
 
 
@@ -152,8 +163,13 @@ class DatasetConfig:
     repo_id: str | None = None  # kind=hub
     subset: str | None = None  # kind=hub: the dataset config name
     split: str = "train"
-    path: str | None = None  # kind=local: .jsonl / .json / .parquet / .csv
-    columns: dict[str, str] = field(default_factory=dict)  # our name -> the dataset's column
+    path: str | None = None  # kind=local: .jsonl / .json / .parquet / .csv; kind=hub: a local copy instead of repo_id
+    # our name -> the dataset's column (null: not mapped). Besides instruction, source, prompt_id and the world
+    # knowledge columns: `responses` (a list column of completions to judge), `models`, `principles`,
+    # `system_prompts` (list columns beside it)
+    columns: dict[str, str | None] = field(default_factory=dict)
+    completions: CompletionsSource = CompletionsSource.none  # none: the pool generates; else the dataset's are judged
+    reference: dict[str, str | None] = field(default_factory=dict)  # aspect -> a list column of reference ratings
     source: str | None = None  # source label when the dataset has no source column
     limit: int | None = None  # keep the first N prompts
     shard: ShardConfig = field(default_factory=ShardConfig)
@@ -173,6 +189,7 @@ class TrackingConfig:
     entity: str | None = None
     mode: str | None = None  # null: online when logged in, offline otherwise; or "offline" / "online"
     group: str | None = None  # null: the sweep dir name for -m runs
+    max_table_rows: int = 20000  # rows of the W&B tables (completions, pairs); the files always have all of them
 
 
 @dataclass
@@ -184,8 +201,9 @@ class CacheConfig:
 
 @dataclass
 class PlanConfig:
-    generation_output_tokens: int | None = None  # plan.generation_output_tokens=300 (null: sampling.max_new_tokens)
-    judge_output_tokens: int | None = None  # plan.judge_output_tokens=400 (null: judge.max_new_tokens)
+    generation_output_tokens: int | None = None  # planning.generation_output_tokens=300 (null: sampling.max_new_tokens)
+    judge_output_tokens: int | None = None  # planning.judge_output_tokens=400 (null: judge.max_new_tokens)
+    pilot: int = 0  # planning.pilot=20: run the first 20 prompts for real, estimate from their output lengths
 
 
 @dataclass
@@ -210,7 +228,36 @@ class RunConfig:
     plan: bool = False  # plan=true: print requests, tokens and $ per stage and model; call no model
     planning: PlanConfig = field(default_factory=PlanConfig)
     budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more
+    batch: bool = False  # batch=true: every OpenAI-compatible model goes through the Batch API (half price, <= 24 h)
+    stop_grace_s: float = 30.0  # after a stop (signal, endpoint down, budget): wait this long for requests in flight
+    progress_interval_s: float = 10.0  # without a terminal: one progress line this often
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+# Overrides that change where files go or how a run is watched, not what it does: left out of W&B run names,
+# compare's columns and the sweep's run-dir names (conf/config.yaml hydra.job.config.override_dirname).
+NON_DEFINING_OVERRIDES = ("experiment", "plan", "planning.", "cache.", "hydra.", "tracking.", "output.")
+
+
+def defines_run(override: str) -> bool:
+    """False for an override (``key=value`` or ``+key=value``) of :data:`NON_DEFINING_OVERRIDES`."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return not any(key == p or (p.endswith(".") and key.startswith(p)) for p in NON_DEFINING_OVERRIDES)
+
+
+def side_by_side(aspects: Any) -> list[str]:
+    """The aspects a mean score averages: the side-by-side ones (1-5); per-completion aspects (``critique``, 1-10)
+    count only when named (``binarize.score``) or when they are all there is."""
+    names = list(aspects)
+    return [a for a in names if not _get(aspects[a], "per_completion")] or names
+
+
+def _get(node: Any, key: str) -> Any:
+    return node.get(key) if isinstance(node, dict) else getattr(node, key, None)
+
+
+OPENAI_ENGINE = "uf_experiments.engines.openai_engine.OpenAIEngine"
+BATCH_ENGINE = "uf_experiments.engines.openai_batch.OpenAIBatchEngine"
 
 
 def register_configs() -> None:
@@ -218,8 +265,8 @@ def register_configs() -> None:
 
 
 def expand_pool(cfg: DictConfig) -> None:
-    """In place: a served pool's model names become typed model configs on the pool's engine, and a null
-    ``pool.size`` becomes the roster's length. Idempotent."""
+    """In place: a served pool's model names become typed model configs on the pool's engine, every member is
+    named by its roster key, and a null ``pool.size`` becomes the roster's length. Idempotent."""
     from omegaconf import ListConfig
 
     models = cfg.pool.models
@@ -243,30 +290,106 @@ def expand_pool(cfg: DictConfig) -> None:
     else:
         typed = {}
         for name, model in models.items():
-            try:
-                typed[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), model)
+            try:  # a member is named by its roster key, as in generation_models (gpt_4o_mini, not its dated id)
+                typed[name] = OmegaConf.merge(OmegaConf.structured(ModelConfig), model, {"name": name})
             except Exception as exc:  # noqa: BLE001 - reported with its key
                 raise ConfigError(f"pool.models.{name}: {str(exc).splitlines()[0]}") from exc
         cfg.pool.models = typed
     if cfg.pool.size is None:
         cfg.pool.size = len(cfg.pool.models)
+    apply_batch(cfg)
+
+
+def _run_models(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """(where, model config) of every model the run may call: the pool roster and the judge."""
+    models = [(f"pool.models.{k}", m) for k, m in (cfg.pool.models or {}).items()]
+    judge = OmegaConf.select(cfg, "judge.model", default=None)
+    return models + ([("judge.model", judge)] if judge is not None else [])
+
+
+def apply_batch(cfg: DictConfig) -> None:
+    """In place: ``batch=true`` (every model) or a model's ``engine.batch: true`` switches an OpenAI-compatible
+    engine to the Batch API engine, keeping the kwargs it takes (base_url, timeout_s, max_retries, and any of
+    its own) and dropping the rest (max_in_flight, per-minute limits). Its batch state goes into the request
+    cache's file (``cache.path``). vLLM models are not affected. Idempotent."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    takes = None
+    for where, model in _run_models(cfg):
+        engine = model.engine
+        if not engine:
+            continue
+        own = engine.get("batch")
+        if own is not None:  # a switch, not an engine kwarg
+            model.engine = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k != "batch"}
+            engine = model.engine
+        target = engine.get("_target_")
+        if not (own or cfg.get("batch", False)) or target == BATCH_ENGINE:
+            continue
+        if target != OPENAI_ENGINE:
+            if own:
+                raise ConfigError(f"{where}.engine.batch=true: only the OpenAI-compatible engine ({OPENAI_ENGINE}) "
+                                  f"can go through the Batch API, not {target}; drop the override")
+            continue  # batch=true leaves vLLM models alone
+        if takes is None:
+            takes = set(inspect.signature(get_class(BATCH_ENGINE).__init__).parameters) - {"self", "path"}
+        kwargs = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k in takes}
+        kwargs.setdefault("state_path", cfg.cache.path)
+        model.engine = {"_target_": BATCH_ENGINE, **kwargs}
+
+
+def is_batch_engine(model: Any) -> bool:
+    """True when this model's requests go through the Batch API (after :func:`apply_batch`)."""
+    return bool(model.engine) and model.engine.get("_target_") == BATCH_ENGINE
+
+
+def uses_batch(cfg: DictConfig) -> bool:
+    """True when any model of the run goes through the Batch API: the runner then prints
+    ``engines.openai_batch.BATCH_NOTICE`` first."""
+    return any(is_batch_engine(m) for _, m in _run_models(cfg))
+
+
+def _value(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def completions_given(cfg: DictConfig) -> bool:
+    """True when the dataset holds the completions (``dataset.completions`` is not ``none``): nothing is generated."""
+    return _value(cfg.dataset.get("completions", "none")) != "none"
 
 
 def validate(cfg: DictConfig) -> None:
     """The checks a schema cannot express (after :func:`expand_pool`). Raises ConfigError with one line."""
     expand_pool(cfg)
     roster = list(cfg.pool.models)
-    if not roster:
-        raise ConfigError(
-            f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] (a served pool) "
-            "or add `/model@models.NAME: NAME` to the pool's defaults"
-        )
-    if not 1 <= cfg.pool.size <= len(roster):
-        raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} "
-                          f"(the roster of pool '{cfg.pool.name}')")
-    if not 1 <= cfg.sampling.n <= cfg.pool.size:
-        raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} "
-                          "(n distinct models per prompt)")
+    source = _value(cfg.dataset.get("completions", "none"))
+    if source != "none":
+        if roster:
+            raise ConfigError(
+                f"dataset.completions={source} judges the completions the dataset holds, so pool '{cfg.pool.name}' "
+                "would never be used: pass pool=none (experiment=rejudge does)"
+            )
+    else:
+        if not roster and cfg.pool.name == "none":
+            raise ConfigError(
+                f"pool=none generates nothing, and dataset '{cfg.dataset.name}' holds no completions to judge "
+                "(dataset.completions=none): pass dataset.completions=auto to judge the dataset's own, or pick a pool"
+            )
+        if not roster:
+            raise ConfigError(
+                f"pool '{cfg.pool.name}' has no models: pass pool.models=[name1,name2] (a served pool) "
+                "or add `/model@models.NAME: NAME` to the pool's defaults; to judge completions a dataset already "
+                "holds, use experiment=rejudge"
+            )
+        if not 1 <= cfg.pool.size <= len(roster):
+            raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} "
+                              f"(the roster of pool '{cfg.pool.name}')")
+        if not 1 <= cfg.sampling.n <= cfg.pool.size:
+            raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} "
+                              "(n distinct models per prompt)")
+    _validate_given_columns(cfg, source)
     if not 0 <= cfg.dataset.shard.index < cfg.dataset.shard.count:
         raise ConfigError(f"dataset.shard.index={cfg.dataset.shard.index} must be in 0..dataset.shard.count-1 "
                           f"(count={cfg.dataset.shard.count})")
@@ -291,8 +414,9 @@ def validate(cfg: DictConfig) -> None:
             f"binarize.score={cfg.binarize.score} is not a selected aspect ({', '.join(cfg.aspect)}): "
             "pick one of them or null for the aspect mean"
         )
-    if cfg.dataset.kind == DatasetKind.hub and not cfg.dataset.repo_id:
-        raise ConfigError("dataset.repo_id is required for a hub dataset: dataset.repo_id=OWNER/NAME")
+    if cfg.dataset.kind == DatasetKind.hub and not cfg.dataset.repo_id and not cfg.dataset.path:
+        raise ConfigError("dataset.repo_id is required for a hub dataset: dataset.repo_id=OWNER/NAME "
+                          "(or dataset.path=FILE for a local copy)")
     if cfg.dataset.kind == DatasetKind.local and not cfg.dataset.path:
         raise ConfigError("dataset.path is required for a local dataset: dataset.path=/path/to/prompts.jsonl")
     models = [*((f"pool.models.{k}", m) for k, m in cfg.pool.models.items()), ("judge.model", cfg.judge.model)]
@@ -335,6 +459,30 @@ def check_cache_path(path: str | os.PathLike[str]) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"cache.path={path} cannot be written ({reason}): {fix}") from exc
+
+
+def _validate_given_columns(cfg: DictConfig, source: str) -> None:
+    """The mapped completion columns fit ``dataset.completions``."""
+    columns = cfg.dataset.get("columns") or {}
+    responses = columns.get("responses")
+    listed = [k for k in ("models", "principles", "system_prompts") if columns.get(k)]
+    reference = {a: c for a, c in (cfg.dataset.get("reference") or {}).items() if c}
+    first_ref = next((f"dataset.reference.{a}={c}" for a, c in reference.items()), "")
+    if source == "none" and (responses or reference):
+        given = f"dataset.columns.responses={responses}" if responses else first_ref
+        raise ConfigError(f"{given} maps completions to judge, but dataset.completions=none generates new ones: "
+                          "use experiment=rejudge (or dataset.completions=columns pool=none)")
+    if source == "columns" and not responses:
+        raise ConfigError("dataset.completions=columns needs the list column of responses: "
+                          "dataset.columns.responses=NAME")
+    if source in ("ultrafeedback", "run") and (responses or reference):
+        given = f"dataset.columns.responses={responses}" if responses else first_ref
+        raise ConfigError(f"{given} is for a dataset with a list column of responses; dataset.completions={source} "
+                          "reads the completions and their ratings from its own layout: drop it, or pass "
+                          "dataset.completions=columns")
+    if (listed or reference) and not responses:
+        key = f"dataset.columns.{listed[0]}={columns[listed[0]]}" if listed else first_ref
+        raise ConfigError(f"{key} goes with a list column of responses: add dataset.columns.responses=NAME")
 
 
 def _engine_problem(engine: Any) -> str | None:

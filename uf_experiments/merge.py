@@ -15,14 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from types import SimpleNamespace
+
 from omegaconf import OmegaConf
 
+from uf_experiments.agreement import agreement_metrics, reference_field, usd_per_1k_judged
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
 
 
-DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate")
+DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
+                  "dropped_empty_completions")
 
 
 class MergeError(Exception):
@@ -59,7 +63,9 @@ def _shard_config(run: Path) -> tuple[int, int, dict[str, Any]]:
 
 
 def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
-    from uf_experiments.runner import flip_rates, judge_metrics, write_outputs
+    from uf_experiments.config import side_by_side
+    from uf_experiments.metrics import flip_rates, judge_metrics
+    from uf_experiments.outputs import rated_schema, write_outputs
 
     shards = [_shard_config(r) for r in runs]
     count = shards[0][1]
@@ -88,8 +94,7 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     summary["stopped"] = "; ".join(stopped) or None
 
     aspects = list(cfg["aspect"])
-    per_completion = [a for a in aspects if cfg["aspect"][a].get("per_completion")]
-    mean_over = [a for a in aspects if a not in per_completion] or aspects
+    mean_over = side_by_side(cfg["aspect"])
     c = summary["counts"]
     report = BinarizeReport(
         pairs=[Pair(p["prompt_id"], p["prompt"][0]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"],
@@ -101,10 +106,19 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
         metrics["flip_rate_by_aspect"] = flip_rates(c["flips_by_aspect"])
     total = summary["cost_usd"].get("total", 0.0)
     metrics["usd_per_pair"] = round(total / len(pairs), 6) if pairs else None
+    agreement = agreement_metrics(rows, aspects, cfg["aspect"])  # empty unless the rows carry reference ratings
+    if agreement:  # a re-judge (experiment=rejudge): the runner reports these two under the same condition
+        metrics["agreement"] = agreement
+        metrics["usd_per_1k_judged"] = usd_per_1k_judged(summary)
     summary["metrics"] = metrics
+    summary["exit_code"] = max((s.get("exit_code") or 0 for s in summaries), default=0)
 
     out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, rows, pairs)
+    judge = cfg["judge"]
+    float_ratings = bool(judge.get("swap")) and judge.get("swap_combine") == "mean"
+    aspect_cfgs = {a: SimpleNamespace(per_completion=bool(cfg["aspect"][a].get("per_completion"))) for a in aspects}
+    extra = [reference_field(aspects)] if agreement else []  # a re-judge's rows carry the reference ratings
+    write_outputs(out, rated_schema(aspect_cfgs, float_ratings, extra), rows, report.pairs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

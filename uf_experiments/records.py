@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class GivenCompletion:
+    """A completion the dataset already holds (``experiment=rejudge``): judged as it is, never generated.
+
+    ``reference`` maps an aspect name to the dataset's own rating of this completion (openbmb/UltraFeedback's
+    GPT-4 annotation, an earlier run's judge, or a mapped column); None for "N/A", a missing or unreadable
+    rating. Aspects the dataset does not rate at all are absent.
+    """
+
+    text: str
+    model: str = "unknown"
+    principle: str | None = None
+    system_prompt: str | None = None
+    reference: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -17,6 +35,7 @@ class Prompt:
     instruction: str
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. correct_answers / world knowledge
     index: int = 0  # position in the loaded dataset (before sharding): the order of merged shards
+    given: tuple[GivenCompletion, ...] = ()  # completions the dataset holds: judged, not generated (rejudge)
 
 
 @dataclass(frozen=True)
@@ -46,8 +65,8 @@ class Request:
     response_format: dict[str, Any] | None = None  # a JSON schema for structured output
     tag: str = ""  # what the caller needs to route the answer back (not part of the key)
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # computed once per request object (a frozen dataclass keeps it in __dict__)
         blob = json.dumps(
             {
                 "model": self.model,
@@ -70,7 +89,10 @@ class Completion:
     usage: Usage = Usage()
     finish_reason: str | None = None
     error: str | None = None
-    cached: bool = False  # served from the request cache: no engine call, no cost
+    cached: bool = False  # served from the request cache: no engine call, nothing paid now
+    cost_usd: float | None = None  # attributed cost: API tokens x price when paid, or a share of GPU time
+    engine_s: float = 0.0  # self-hosted engines: this request's share of the engine's measured time
+    batch: bool = False  # answered through a batch API (priced at price.batch_discount)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from uf_experiments import package_version
+
 log = logging.getLogger(__name__)
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.I)
 
@@ -59,7 +61,7 @@ class WandbTracker:
             name=name,
             mode=mode,
             dir=str(run_dir),
-            config=scrub(config),
+            config=scrub({**config, "version": package_version()}),  # which uf-experiments made this run
             reinit="finish_previous",
         )
         log.info("W&B run %s (%s) in %s", self.run.id, mode, run_dir / "wandb")

@@ -49,7 +49,8 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the model (GPU/CPU memory, processes, clients). Safe to call twice."""
+        """Release the model (GPU/CPU memory, processes, clients). Safe to call twice. An engine holding
+        per-event-loop resources also has ``async release()``, awaited before its loop ends."""
         ...
 
 
@@ -71,7 +72,12 @@ def run_sync(engine: Engine, requests: Sequence[Request], emit: Emit | None = No
             async with sem:
                 await engine.complete(batch, keep)
 
-        await asyncio.gather(*(one(requests[i : i + step]) for i in range(0, len(requests), step)))
+        try:
+            await asyncio.gather(*(one(requests[i : i + step]) for i in range(0, len(requests), step)))
+        finally:
+            release = getattr(engine, "release", None)  # per-loop resources (an HTTP client) end with the loop
+            if release is not None:
+                await release()
 
     if requests:
         asyncio.run(main())

@@ -12,6 +12,11 @@ request (messages, max tokens, temperature, top_p, seed, response format). Only 
 stored; a failed request is asked again next time. Each completion is committed as it arrives, so a killed run
 loses nothing it was answered. WAL mode and a busy timeout let parallel Hydra jobs (joblib launcher) share the
 file.
+
+Each completion is stored with its attributed cost (``cost_usd``: API tokens x the price in force when it was paid,
+or its share of a self-hosted engine's measured time x ``gpu_hour_usd``), so a run that reads it from the cache
+reports what its work costs, not what it happened to pay. Entries written before costs were stored have
+``cost_usd`` NULL: the reader prices them from their stored tokens and says so.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ CREATE TABLE IF NOT EXISTS completions (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     cached_tokens INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    cost_usd REAL
 );
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
@@ -65,7 +71,10 @@ def engine_identity(engine_cfg: Mapping[str, Any], path: str) -> str:
     semantic = {k: kwargs[k] for k in SEMANTIC_ENGINE_KEYS if kwargs.get(k) is not None}
     if "base_url" in kwargs and not kwargs["base_url"]:  # an API engine on the default endpoint
         semantic["base_url"] = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    return json.dumps({"engine": engine_cfg.get("_target_"), "path": path, **semantic}, sort_keys=True)
+    target = engine_cfg.get("_target_")
+    if target == "uf_experiments.engines.openai_batch.OpenAIBatchEngine":  # the Batch API answers as the plain API
+        target = "uf_experiments.engines.openai_engine.OpenAIEngine"
+    return json.dumps({"engine": target, "path": path, **semantic}, sort_keys=True)
 
 
 def cache_key(identity: str, request: Request) -> str:
@@ -81,18 +90,25 @@ class RequestCache:
         self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
+        if "cost_usd" not in columns:  # a cache written before costs were stored: its entries keep NULL
+            self._db.execute("ALTER TABLE completions ADD COLUMN cost_usd REAL")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.claim_ttl_s = claim_ttl_s
         self.timeout_s = timeout_s
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
+    def beat_once(self, db: sqlite3.Connection | None = None) -> int:
+        """Refresh every claim this owner holds (now); the number refreshed."""
+        return (db or self._db).execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self.owner)).rowcount
+
     def _beat(self) -> None:
         """Refresh this owner's claims until closed (its own connection: sqlite3 objects stay in their thread)."""
         db = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         try:
             while not self._stop.wait(self.claim_ttl_s / 4):
-                db.execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self.owner))
+                self.beat_once(db)
         except sqlite3.Error:
             log.warning("could not refresh request-cache claims", exc_info=True)
         finally:
@@ -102,11 +118,11 @@ class RequestCache:
         """Cached completions by request key (``request.key``), marked ``cached=True``."""
         by_cache_key = {cache_key(identity, r): r for r in requests}
         found: dict[str, Completion] = {}
-        rows = self._select("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens "
-                            "FROM completions", list(by_cache_key))
-        for key, text, finish, pt, ct, cached in rows:
+        rows = self._select("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens, "
+                            "cost_usd FROM completions", list(by_cache_key))
+        for key, text, finish, pt, ct, cached, cost in rows:
             req = by_cache_key[key]
-            found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True)
+            found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True, cost_usd=cost)
         return found
 
     def put(self, identity: str, completion: Completion) -> None:
@@ -115,9 +131,11 @@ class RequestCache:
             return
         u = completion.usage
         self._db.execute(
-            "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO completions (key, engine, model, text, finish_reason, prompt_tokens, "
+            "completion_tokens, cached_tokens, created, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (cache_key(identity, completion.request), identity, completion.request.model, completion.text,
-             completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cached_tokens, time.time()),
+             completion.finish_reason, u.prompt_tokens, u.completion_tokens, u.cached_tokens, time.time(),
+             completion.cost_usd),
         )
 
     def _alive(self, host: str, pid: int, claimed: float) -> bool:

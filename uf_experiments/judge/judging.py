@@ -24,7 +24,9 @@ from typing import Any
 
 from uf_experiments.judge.parse import parse_reply
 from uf_experiments.judge.prompts import judge_messages, response_schema
+from uf_experiments.metrics import NOT_JUDGED
 from uf_experiments.records import Completion, Prompt, Rating, Request
+from uf_experiments.summary import NOT_SENT
 
 
 @dataclass
@@ -39,6 +41,7 @@ class JudgeItem:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     raw: str | None = None
+    not_judged: str | None = None  # why the judge was never asked (the run stopped before sending)
 
 
 @dataclass
@@ -95,30 +98,38 @@ def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
     )
 
 
+def settle(item: JudgeItem, reply: Completion, aspect: Any, output: str, max_parse_retries: int) -> bool:
+    """Take one reply for ``item``: True if the item is final (rated, failed for good, or never sent), False if
+    it must be asked again (``request_for`` then gives the re-ask, with a new seed)."""
+    if reply.error is not None and reply.error.startswith(NOT_SENT):
+        item.not_judged = reply.error[len(NOT_SENT):]
+        return True
+    item.attempts += 1
+    item.raw = reply.text
+    parsed = parse_reply(reply.text, len(item.texts), aspect, output)
+    if parsed.ratings is not None:
+        item.ratings = [parsed.ratings[item.order.index(i)] for i in range(len(item.texts))]
+        return True
+    item.errors.append(reply.error or parsed.error or "unknown")
+    return item.attempts > max_parse_retries
+
+
 def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Completion]], judge: Any,
          aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> None:
-    """Ask, parse, re-ask the failures; results land on the items. ``generate`` is an engine's batch call."""
+    """Ask, parse, re-ask the failures, in rounds; results land on the items. ``generate`` is a batch call (the
+    scheduler re-asks one item at a time instead, through :func:`settle`)."""
     output = str(getattr(judge.output, "value", judge.output))
     pending = list(items)
-    for _ in range(judge.max_parse_retries + 1):
-        if not pending:
-            break
+    while pending:
         completions = generate([request_for(it, judge, aspects[it.aspect], seed) for it in pending])
         still = []
         for it, comp in zip(pending, completions, strict=True):
-            it.attempts += 1
-            it.raw = comp.text
-            parsed = parse_reply(comp.text, len(it.texts), aspects[it.aspect], output)
-            if parsed.ratings is not None:
-                it.ratings = [parsed.ratings[it.order.index(i)] for i in range(len(it.texts))]
+            if settle(it, comp, aspects[it.aspect], output, judge.max_parse_retries):
                 if on_done:
                     on_done(1)
             else:
-                it.errors.append(comp.error or parsed.error or "unknown")
                 still.append(it)
         pending = still
-    if on_done and pending:
-        on_done(len(pending))
 
 
 def _relation(a: float | None, b: float | None) -> int | None:
@@ -126,6 +137,8 @@ def _relation(a: float | None, b: float | None) -> int | None:
 
 
 def _failure(it: JudgeItem) -> str:
+    if it.not_judged is not None:
+        return f"{NOT_JUDGED}: {it.not_judged}"
     return f"failed after {it.attempts} attempts: {it.errors[-1] if it.errors else 'not asked'}"
 
 
