@@ -43,7 +43,7 @@ def test_help_puts_what_it_does_the_knobs_and_examples_before_the_groups(tmp_pat
     assert "uf-experiments experiment=rejudge dataset.path=" in examples
     assert "outputs/runs/DATE/TIME_EXPERIMENT/" in page[at[3]:at[4]]
     groups = page[at[4]:at[5]]
-    assert "\npool: openai, paper_open, seed, served, tiny\n" in groups
+    assert "\npool: none, openai, paper_open, seed, served, tiny\n" in groups
     assert "\nexperiment: api_quickstart, demo," in groups
     assert "== Config ==" not in page  # Hydra's default page dumps the whole config; `--cfg job` does that
     assert not (tmp_path / "outputs").exists()

@@ -101,8 +101,8 @@ def test_parallel_joblib_sweep_generates_each_distinct_completion_once(tmp_path)
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     triples: dict[tuple[str, str, int], str] = {}
     engine_calls = 0
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(jobs) == 3
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")  # compare/: the sweep's report
+    assert len(jobs) == 3 and (sweep / "compare" / "compare.csv").is_file()
     for job in jobs:
         engine_calls += json.loads((job / "summary.json").read_text())["generation"]["engine_calls"]
         for row in pq.read_table(job / "rated.parquet").to_pylist():

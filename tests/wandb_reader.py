@@ -51,8 +51,10 @@ def records(path: Path) -> list[Any]:
 
 
 def read_run(path: Path) -> dict[str, Any]:
-    """{'group', 'job_type', 'name', 'config', 'summary', 'artifacts': {name: {path: staged file}}}."""
-    out: dict[str, Any] = {"config": {}, "summary": {}, "artifacts": {}}
+    """{'group', 'job_type', 'name', 'config', 'summary', 'artifacts': {name: {path: staged file}},
+    'history': [{key: value} per logged step], 'metrics': {name: {'step_metric', 'summary', 'hidden'}}}
+    (``metrics``: the ``define_metric`` declarations; ``summary`` lists the aggregations asked for)."""
+    out: dict[str, Any] = {"config": {}, "summary": {}, "artifacts": {}, "history": [], "metrics": {}}
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
@@ -64,6 +66,14 @@ def read_run(path: Path) -> dict[str, Any]:
                 out["config"][item.key] = json.loads(item.value_json)
         elif kind == "artifact":
             out["artifacts"][rec.artifact.name] = {m.path: m.local_path for m in rec.artifact.manifest.contents}
+        elif kind == "history":
+            out["history"].append({"/".join(i.nested_key) if i.nested_key else i.key: json.loads(i.value_json)
+                                   for i in rec.history.item})
+        elif kind == "metric":
+            m = rec.metric
+            ops = [op for op in ("min", "max", "mean", "last", "first", "none") if getattr(m.summary, op)]
+            out["metrics"][m.name or m.glob_name] = {"step_metric": m.step_metric or None, "summary": ops,
+                                                     "hidden": m.options.hidden}
         elif kind == "summary":
             for item in rec.summary.update:
                 key = "/".join(item.nested_key) if item.nested_key else item.key

@@ -109,6 +109,33 @@ class PlanTotalCallback(Callback):
               f"tokens, est ${t['est_usd']:.4f}  -> {sweep / 'plan_total.json'}")
 
 
+class CompareCallback(Callback):
+    """After a ``-m`` sweep that ran (not ``plan=true``): ``uf-experiments-compare`` on the sweep dir (files in
+    ``<sweep dir>/compare/``) and, unless ``tracking=none``, one more W&B run in the sweep's group (job_type
+    ``compare``, files in ``<sweep dir>/compare/wandb``) with the compare table, the plots and the grid's totals."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        if config.get("plan"):
+            return
+        from uf_experiments.compare import describe_totals, sweep_end
+        from uf_experiments.tracking import tracking_enabled
+
+        sweep = Path(config.hydra.sweep.dir)
+        tracking = config.tracking if tracking_enabled(config.tracking) else None
+        try:
+            done = sweep_end(sweep, tracking, config.tracking.get("group") or sweep.name)
+        except Exception as exc:  # noqa: BLE001 - the cells are done; the report is retried by hand
+            print(f"compare: failed ({type(exc).__name__}: {exc}); retry with `uf-experiments-compare {sweep}`",
+                  file=sys.stderr)
+            return
+        if done is None:
+            return
+        result, run = done
+        print(f"compare: {describe_totals(result.totals)} -> {result.out}/ (compare.md, compare.csv, plots)")
+        if run is not None:
+            print(f"compare: W&B run {run.id} (job_type compare, group {run.group}) in {result.out / 'wandb'}")
+
+
 NOISE = ("full_key:", "reference_type", "object_type", "Set the environment variable HYDRA_FULL_ERROR")
 PLAIN_FLAGS = ("-m", "--multirun")  # other flags (--cfg, --help, -c, ...) go to Hydra unchecked
 

@@ -42,6 +42,11 @@ def _is_api(model: Any) -> bool:
     return "openai" in str(model.engine.get("_target_", "")).lower()
 
 
+def _is_batch(model: Any) -> bool:
+    """Requests of this model go through the Batch API (priced at ``price.batch_discount``)."""
+    return str(model.engine.get("_target_", "")).endswith("OpenAIBatchEngine")
+
+
 @lru_cache(maxsize=64)
 def _counter(kind: str, name: str) -> Callable[[Sequence[Message]], int] | None:
     """A token counter for a model's chat messages, or None when no tokenizer is at hand (offline, no file)."""
@@ -133,7 +138,7 @@ def max_request_usd(model: Any, path: str, messages: Sequence[Message], max_toke
     if not _is_api(model):
         return 0.0
     prompt, _ = count_prompt_tokens(model, path, messages)
-    return api_usd(model.price, Usage(prompt, max_tokens, 0))
+    return usd_at_rate(model.price, Usage(prompt, max_tokens, 0), _is_batch(model))
 
 
 # ---------------------------------------------------------------- plans
@@ -155,7 +160,7 @@ def add_request(entry: dict[str, Any], model: Any, path: str, messages: Sequence
         if hit.cost_usd is not None:
             entry["cached_usd"] += hit.cost_usd
         elif _is_api(model):
-            entry["cached_usd"] += api_usd(model.price, hit.usage)
+            entry["cached_usd"] += usd_at_rate(model.price, hit.usage, _is_batch(model))
         return
     tokens, exact = count_prompt_tokens(model, path, messages)
     entry["to_send"] += 1
@@ -164,7 +169,7 @@ def add_request(entry: dict[str, Any], model: Any, path: str, messages: Sequence
     entry["est_output_sd"] += output_var  # a variance while adding up; finish_entry() takes the root
     entry["exact_prompt_tokens"] &= exact
     if _is_api(model):
-        entry["est_usd"] += api_usd(model.price, Usage(tokens, int(round(output_tokens)), 0))
+        entry["est_usd"] += usd_at_rate(model.price, Usage(tokens, int(round(output_tokens)), 0), _is_batch(model))
 
 
 def finish_entry(entry: dict[str, Any]) -> None:

@@ -65,9 +65,10 @@ def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str, lengths: L
     judge_mean, judge_var = _per_request(lengths.get("judge", {}).get(jm.name), judge_out)
     for p, reqs in zip(prompts, per_prompt, strict=True):
         exact = all(r.key in known for r in reqs)
-        # a completion of the expected length (~1 token per "x ") where it is not in the cache yet
-        texts = [known[r.key].text if exact else "x " * max(int(expected_text.get(r.model, gen_out)) - 1, 0)
-                 for r in reqs]
+        # a completion of the expected length (~1 token per "x ") where it is not in the cache yet; a dataset's
+        # own completions (experiment=rejudge) are known exactly
+        texts = [g.text for g in p.given] if p.given else [
+            known[r.key].text if exact else "x " * max(int(expected_text.get(r.model, gen_out)) - 1, 0) for r in reqs]
         items = make_items(p, texts, cfg.aspect, cfg.seed, cfg.judge.swap)  # type: ignore[arg-type]
         judge_reqs: Sequence[Request] = [request_for(it, cfg.judge, cfg.aspect[it.aspect], cfg.seed) for it in items]
         hits = cache.get_many(jid, judge_reqs) if cache and exact else {}

@@ -24,6 +24,7 @@ class Progress:
         self.interval_s = interval_s
         self.live = sys.stderr.isatty() if live is None else live
         self._last_line = self.start
+        self.extra: Any = None  # a callable giving one more status line (the Batch API's open batches), or None
         self.bars: dict[str, Any] = {}
         if self.live:
             from tqdm.auto import tqdm
@@ -49,6 +50,17 @@ class Progress:
             if now - self._last_line >= self.interval_s:
                 self._last_line = now
                 log.info("%s", self.line())
+
+    def tick(self) -> None:
+        """Called every ``interval_s`` by the run: the status line without a terminal even when nothing advanced,
+        and the batches' status (they can wait for hours) in both modes."""
+        now = time.monotonic()
+        if not self.live and now - self._last_line >= self.interval_s * 0.99:
+            self._last_line = now
+            log.info("%s", self.line())
+        extra = self.extra() if self.extra is not None else ""
+        if extra:
+            log.info("%s", extra)
 
     def postfix(self) -> str:
         elapsed = max(time.monotonic() - self.start, 1e-9)

@@ -28,7 +28,7 @@ class GenerationSpec:
     @classmethod
     def of(cls, cfg: DictConfig) -> GenerationSpec:
         s = cfg.sampling
-        return cls(tuple(cfg.pool.models), int(cfg.pool.size), int(s.n), int(cfg.seed),
+        return cls(tuple(cfg.pool.models), int(cfg.pool.size or 0), int(s.n), int(cfg.seed),
                    OmegaConf.to_container(cfg.principles.distribution), int(s.max_new_tokens),  # type: ignore[arg-type]
                    float(s.temperature), float(s.top_p))
 
@@ -36,6 +36,8 @@ class GenerationSpec:
 def prompt_requests(spec: GenerationSpec, prompt: Prompt) -> list[Request]:
     """One request per chosen model for ``prompt``, best rank first, each under its own principle's system
     prompt (if any); ``tag`` is the prompt id."""
+    if prompt.given:  # the dataset holds its completions (experiment=rejudge): nothing to generate
+        return []
     out = []
     user = {"role": "user", "content": prompt.instruction}
     for model in sample_models(spec.roster, spec.size, spec.n, spec.seed, prompt.prompt_id):

@@ -16,10 +16,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments import __version__
+from uf_experiments.agreement import REFERENCE_COLUMN, Agreement, reference_field, reference_ratings, usd_per_1k_judged
 from uf_experiments.binarize import binarize
-from uf_experiments.config import ConfigError, defines_run, side_by_side, validate
+from uf_experiments.config import ConfigError, completions_given, defines_run, side_by_side, uses_batch, validate
 from uf_experiments.costs import Meter, format_plan
-from uf_experiments.data import load_prompts
+from uf_experiments.data import given_row_fields, load_prompts
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.engines.worker import EXIT_SIGINT, EXIT_SIGTERM, StopState
 from uf_experiments.metrics import Metrics, flip_rates, judged
@@ -71,6 +72,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
         log.info("\n%s", format_plan(plan))
         return plan
+    if uses_batch(cfg):
+        from uf_experiments.engines.openai_batch import BATCH_NOTICE
+
+        log.warning("%s", BATCH_NOTICE)
     t0 = time.perf_counter()
     loaded = load_prompts(cfg.dataset)
     load_s = time.perf_counter() - t0
@@ -145,7 +150,10 @@ class Run:
         self.recipe, self.ties = _enum(cfg.binarize.recipe), _enum(cfg.binarize.ties)
         self.metrics = Metrics(self.aspects, cfg.binarize.score, self.mean_over)
         float_ratings = cfg.judge.swap and _enum(cfg.judge.swap_combine) == "mean"
-        self.writer = OutputWriter(run_dir, rated_schema(cfg.aspect, float_ratings))
+        self.given = completions_given(cfg)
+        extra = [reference_field(cfg.aspect)] if self.given else []
+        self.writer = OutputWriter(run_dir, rated_schema(cfg.aspect, float_ratings, extra))
+        self.agreement = Agreement(self.aspects, cfg.aspect)
         self.counts = dict(rated_rows=0, completions=0, generation_failures=0, judge_items=0, judged=0,
                            parse_failures=0, not_judged=0, prompts_too_few_completions=0, pairs=0, ties=0,
                            ties_dropped=0, skipped_unscored=0)
@@ -190,9 +198,12 @@ class Run:
         return summary
 
     def _judge_items(self, prompts: Any) -> int:
-        n = self.cfg.sampling.n
-        per = sum(n if a.per_completion else 1 + (self.cfg.judge.swap and n > 1) for a in self.cfg.aspect.values())
-        return per * len(prompts)
+        aspects = list(self.cfg.aspect.values())
+        total = 0
+        for p in prompts:
+            n = len(p.given) if p.given else self.cfg.sampling.n
+            total += sum(n if a.per_completion else 1 + (self.cfg.judge.swap and n > 1) for a in aspects)
+        return total
 
     async def _stream(self, prompts: Any, requests: Any, stop: StopState) -> None:
         loop = asyncio.get_running_loop()
@@ -212,12 +223,20 @@ class Run:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: Hydra's launcher owns it
                 log.debug("cannot handle %s here", sig.name)
+        scheduler = Scheduler(self.cfg, prompts, requests, self.cache, self.meter, stop, self.progress,
+                              self.gen_stats, self.judge_stats, self._finished)
+        self.progress.extra = scheduler.batch_status
+
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(self.progress.interval_s)
+                self.progress.tick()
+
+        ticking = asyncio.create_task(ticker())
         try:
-            scheduler = Scheduler(self.cfg, prompts, requests, self.cache, self.meter, stop, self.progress,
-                                  self.gen_stats, self.judge_stats, self._finished)
-            self.scheduler = scheduler
             await scheduler.run()
         finally:
+            ticking.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
@@ -234,6 +253,7 @@ class Run:
         row = build_row(f, self.judge_name)
         report = binarize([row], self.recipe, self.score, self.ties, self.seed, self.mean_over)
         self.metrics.add_row(row)
+        self.agreement.add_row(row)
         self.metrics.add_pairs(report.pairs, report)
         for a, o in f.outcomes.items():
             if judged(o.status):
@@ -263,6 +283,7 @@ class Run:
         pairs = self.counts["pairs"]
         metrics["usd_per_pair"] = round(costs["total"] / pairs, 6) if pairs else None
         c = self.counts
+        agreement = self.agreement.result()
         counts = {
             "rows_read": self.loaded.rows,
             "skipped_empty": self.loaded.skipped_empty,
@@ -277,6 +298,12 @@ class Run:
         }
         if self.cfg.judge.swap:
             counts["flips_by_aspect"] = self.flips
+        if self.given:
+            counts["skipped_few_completions"] = getattr(self.loaded, "skipped_few_completions", 0)
+            counts["dropped_empty_completions"] = getattr(self.loaded, "dropped_empty_completions", 0)
+        if agreement:
+            metrics["agreement"] = agreement
+            metrics["usd_per_1k_judged"] = usd_per_1k_judged({"cost_usd": costs, "counts": counts})
         return {
             "experiment": self.cfg.experiment,
             "version": __version__,  # the uf-experiments version that made this run
@@ -328,11 +355,12 @@ class Run:
 
 
 def build_row(f: Finished, judge_model: str) -> dict[str, Any]:
-    """The ``rated.parquet`` row of a finished prompt (README, "The run dir")."""
+    """The ``rated.parquet`` row of a finished prompt (README, "The run dir"); with the dataset's own
+    completions (``experiment=rejudge``), its principles, models and reference ratings beside the judge's."""
     done = f.completions
     systems = [c.request.messages[0]["content"] if c.request.messages[0]["role"] == "system" else None for c in done]
     got = f.outcomes
-    return {
+    row = {
         "prompt_id": f.prompt.prompt_id,
         "prompt_index": f.prompt.index,
         "source": f.prompt.source,
@@ -349,6 +377,10 @@ def build_row(f: Finished, judge_model: str) -> dict[str, Any]:
         "parse_status": {a: o.status for a, o in got.items()},
         "judge_raw": {a: o.raw for a, o in got.items()},
     }
+    if f.prompt.given:
+        row.update(given_row_fields(f.prompt))
+        row[REFERENCE_COLUMN] = reference_ratings(f.prompt.given, list(got))
+    return row
 
 
 __all__ = ["NOT_SENT", "build_row", "run"]

@@ -37,6 +37,17 @@ from uf_experiments.summary import NOT_SENT, StageStats
 log = logging.getLogger(__name__)
 
 
+def given_completions(prompt: Prompt) -> list[Completion | None]:
+    """The completions a dataset already holds (``experiment=rejudge``), as the judge sees them: no request was
+    sent for them and nothing was paid (their request only records who wrote them, under which system prompt)."""
+    user = {"role": "user", "content": prompt.instruction}
+    out: list[Completion | None] = []
+    for g in prompt.given:
+        messages = ({"role": "system", "content": g.system_prompt}, user) if g.system_prompt else (user,)
+        out.append(Completion(Request(g.model, messages, 0, 0.0, 0.0, 0, tag=prompt.prompt_id), g.text))
+    return out
+
+
 @dataclass
 class PromptState:
     position: int
@@ -81,7 +92,8 @@ class Scheduler:
         self.max_parse_retries = int(cfg.judge.max_parse_retries)
         self.output = str(getattr(cfg.judge.output, "value", cfg.judge.output))
         self.swap_combine = str(getattr(cfg.judge.swap_combine, "value", cfg.judge.swap_combine))
-        self.states = [PromptState(i, p, list(reqs), [None] * len(reqs), len(reqs))
+        self.states = [PromptState(i, p, list(reqs), [None] * len(reqs), len(reqs)) if not p.given
+                       else PromptState(i, p, [], given_completions(p), 0)
                        for i, (p, reqs) in enumerate(zip(prompts, requests, strict=True))]
         self.by_key: dict[str, tuple[PromptState, int]] = {}
         self.judging: dict[str, tuple[PromptState, JudgeItem]] = {}
@@ -102,12 +114,13 @@ class Scheduler:
                                self._generated) for name in models if by_model.get(name)]
         self.judge = ModelWorker(self.cfg.judge.model, self.cache, self.judge_stats, self.meter, slot, self.stop,
                                  self._judged)
-        tasks = [asyncio.create_task(w.run(), name=f"worker:{w.name}") for w in [*workers, self.judge]]
+        self.workers = [*workers, self.judge]
+        tasks = [asyncio.create_task(w.run(), name=f"worker:{w.name}") for w in self.workers]
         for w in workers:  # roster order: the device goes to the pool's models in this order, then the judge
             w.submit(by_model[w.name])
             w.seal()
         for state in self.states:
-            if not state.requests:
+            if state.waiting == 0:  # nothing to generate (a dataset's own completions, or none asked)
                 self._ready(state)
         if not self.states:
             self.done.set()
@@ -135,6 +148,16 @@ class Scheduler:
             for t in tasks:
                 t.cancel()
 
+    def batch_status(self) -> str:
+        """One line on the open batches of every Batch API engine (empty when there are none)."""
+        entries = [e for w in getattr(self, "workers", []) if w.engine is not None and hasattr(w.engine, "status")
+                   for e in w.engine.status()]
+        if not entries:
+            return ""
+        from uf_experiments.engines.openai_batch import format_status
+
+        return format_status(entries)
+
     # ------------------------------------------------------------------ generation
 
     def _generated(self, c: Completion) -> None:
@@ -151,7 +174,7 @@ class Scheduler:
     def _ready(self, state: PromptState) -> None:
         done = state.successful()
         asked = len(state.requests)
-        if len(done) < min(2, asked) or not done:
+        if len(done) < min(2, asked) or not done:  # (given completions: asked=0, the loader kept >= 2)
             if done:
                 self.prompts_too_few += 1
             reason = f"only {len(done)} of {asked} completions"
