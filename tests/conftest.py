@@ -49,7 +49,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-SLOW_COMMANDS = ("uf_experiments", "uf-experiments", "vllm.entrypoints")  # a CLI or a vLLM server
+def starts_a_cli(argv: list[str]) -> bool:
+    """``python -m uf_experiments[.x]``, an ``uf-experiments*`` console script, or a vLLM server."""
+    modules = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"]
+    return (any(m.startswith(("uf_experiments", "vllm.entrypoints")) for m in modules)
+            or any(Path(a).name.startswith("uf-experiments") for a in argv[:1]))
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +68,7 @@ def _quick_tests_start_no_cli(request: pytest.FixtureRequest, monkeypatch: pytes
 
     def guarded(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
         argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else [str(args)]
-        if any(cmd in a for a in argv for cmd in SLOW_COMMANDS):
+        if starts_a_cli(argv):
             raise RuntimeError(f"{request.node.nodeid} starts {argv[:4]}...: mark it @pytest.mark.slow")
         real_init(self, args, *rest, **kwargs)
 

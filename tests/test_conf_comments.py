@@ -84,10 +84,13 @@ def test_every_override_in_a_comment_composes(where, overrides):
         if "/" in key or "@" in key or key in ("aspect", "pool", "judge", "dataset", "experiment", "tracking",
                                                  "principles", "sampling"):
             continue  # a group selection, checked by composing
-        assert cfg is not None and _get(cfg, key) is not None, f"{where}: {o} did not land"
+        assert _get(cfg, key) is not ABSENT, f"{where}: {o} did not land"
+
+
+ABSENT = object()
 
 
 def _get(cfg, key: str):
     from omegaconf import OmegaConf
 
-    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    return OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)

@@ -424,6 +424,7 @@ def test_rejudge_validation_names_the_key_and_the_fix(compose, api_key, override
         assert needle in message, message
 
 
+@pytest.mark.slow  # a subprocess CLI
 def test_cli_rejects_a_pool_in_a_rejudge_before_loading_anything(tmp_path):
     run_dir = tmp_path / "run"
     proc, _ = _run_cli(["experiment=rejudge", "pool=tiny", "judge=tiny", "tracking=none",
