@@ -178,12 +178,16 @@ def test_cli_row(row: Row, tmp_path: Path, fake_hub: str):
         [sys.executable, "-m", "uf_experiments", *row.cli, f"hydra.run.dir={tmp_path / 'run'}",
          f"hydra.sweep.dir={tmp_path / 'sweep'}", f"cache.path={tmp_path / 'cache.sqlite'}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
+    assert proc.returncode == 2  # bad configuration or input (README, "Exit codes")
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [row.sees], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "sweep").exists()
-    assert not (tmp_path / "cache.sqlite").exists() or row.id == "hub-typo"  # nothing was asked of a model
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "cache.sqlite").exists()  # no model was asked
+    if row.id == "hub-typo":  # the job started and stopped on its input: its summary.json says why
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert (summary["stopped"], summary["exit_code"]) == (row.sees.removeprefix("error: "), 2)
+    else:  # stopped by the command line's check, before Hydra made a run dir
+        assert not (tmp_path / "run").exists()
 
 
 # ------------------------------------------------------------------------------------------ in-process rows

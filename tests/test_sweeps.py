@@ -164,7 +164,6 @@ def test_split_cells_and_the_skipped_file(compose, tmp_path):
 @pytest.mark.parametrize("launcher", ["basic", "joblib_local", "submitit_local"])
 def test_a_sweep_runs_its_valid_cells_and_lists_the_skipped_ones(tmp_path, launcher):
     from tests.fake_openai import FakeJudge
-    from uf_experiments.compare import main as compare_main
 
     sweep = tmp_path / "sweep"
     given = ["pool=served", "pool.models=[gen-a,gen-b,gen-c]", "pool.size=2,3", "sampling.n=2,3", "judge=served",
@@ -179,7 +178,7 @@ def test_a_sweep_runs_its_valid_cells_and_lists_the_skipped_ones(tmp_path, launc
     reason = "sampling.n=3 must be between 1 and pool.size=2 (n distinct models per prompt)"
     assert [ln for ln in proc.stderr.splitlines() if "skipped" in ln] == [
         f"skipped sweep cell pool.size=2 sampling.n=3: {reason}"]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))  # .submitit: its logs
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())  # not compare/, .submitit/
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1", "2"]  # the valid cells only, numbered from 0
     ran = set()
     for job in jobs:
@@ -189,9 +188,9 @@ def test_a_sweep_runs_its_valid_cells_and_lists_the_skipped_ones(tmp_path, launc
     assert ran == {(2, 2), (3, 2), (3, 3)}
     cell = [o.replace("pool.size=2,3", "pool.size=2").replace("sampling.n=2,3", "sampling.n=3") for o in given]
     assert json.loads((sweep / "skipped_cells.json").read_text()) == [{"overrides": cell, "reason": reason}]
-    assert compare_main([str(sweep)]) == 0
+    # the sweep's comparison (run by its callback) shows the cell as skipped, with the reason
+    assert "compare: 3 runs, 1 cell skipped:" in proc.stdout
     md = (sweep / "compare" / "compare.md").read_text()
-    assert "Skipped sweep cells (1, never run):" in md
-    assert (f"| pool=served pool.models=[gen-a,gen-b,gen-c] pool.size=2 sampling.n=3 judge=served "
-            f"judge.model.path=judge-x dataset.limit=3 tracking=none | {reason} |") in md
-    assert len([ln for ln in md.splitlines() if ln.startswith("| ")]) == (2 + 3) + (2 + 1)  # runs; skipped cells
+    rows = [ln.split(" | ")[1:4] for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert sorted(rows) == [["2", "2", "done"], ["2", "3", "skipped"], ["3", "2", "done"], ["3", "3", "done"]]
+    assert f"- skipped cell pool.size=2, sampling.n=3: {reason}" in md.splitlines()
