@@ -55,5 +55,5 @@ def test_help_puts_what_it_does_the_knobs_and_examples_before_the_groups(tmp_pat
 def test_help_lists_the_groups_of_a_user_config_dir(tmp_path):
     proc = cli("--config-dir", str(REPO / "examples" / "my_conf"), "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "\npool: my_pool, openai, paper_open, seed, served, tiny\n" in proc.stdout
+    assert "\npool: my_pool, none, openai, paper_open, seed, served, tiny\n" in proc.stdout
     assert "experiment: api_quickstart, demo, my_experiment," in proc.stdout

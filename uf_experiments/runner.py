@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments import __version__
 from uf_experiments.agreement import REFERENCE_COLUMN, Agreement, reference_field, reference_ratings, usd_per_1k_judged
 from uf_experiments.binarize import binarize
+from uf_experiments.card import CARD, push_to_hub, write_card
 from uf_experiments.config import ConfigError, completions_given, defines_run, side_by_side, uses_batch, validate
 from uf_experiments.costs import Meter, format_plan
 from uf_experiments.data import given_row_fields, load_prompts
@@ -186,6 +187,7 @@ class Run:
         write_s = time.perf_counter() - t
         summary = self._summary(stop, prompts, requests, stream_s, write_s)
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_card(self.run_dir, cfg, summary)
         if stop.stopped:
             log.error("run stopped: %s (exit code %d); %d rows and %d pairs written to %s; the same command "
                       "resumes it, paying nothing twice", stop.reason, stop.code, rows, pairs, self.run_dir)
@@ -342,16 +344,16 @@ class Run:
                                          "chosen_model", "rejected_model"], self.pair_table)
         self.tracker.log_summary(summary)
         self.tracker.log_files([self.run_dir / f for f in ("rated.parquet", "preferences.parquet", "summary.json",
-                                                          "preferences")])
+                                                          "preferences", CARD)])
 
     def _push(self) -> None:
+        """The two datasets as configs of ``output.push_to_hub``, then the card as its README."""
         from datasets import Dataset
 
         repo, private = self.cfg.output.push_to_hub, self.cfg.output.private
-        Dataset.from_parquet(str(self.run_dir / "rated.parquet")).push_to_hub(repo, config_name="rated", private=private)
-        Dataset.from_parquet(str(self.run_dir / "preferences.parquet")).push_to_hub(
-            repo, config_name="preferences", private=private)
-        log.info("pushed rated and preferences to %s (private=%s)", repo, private)
+        data = {name: Dataset.from_parquet(str(self.run_dir / f"{name}.parquet")) for name in ("rated", "preferences")}
+        push_to_hub(repo, data, self.run_dir / CARD, private)
+        log.info("pushed rated, preferences and the dataset card to %s (private=%s)", repo, private)
 
 
 def build_row(f: Finished, judge_model: str) -> dict[str, Any]:
