@@ -111,8 +111,9 @@ ROWS = [
         "error: output.push_to_hub=me/prefs needs a Hugging Face token: set HF_TOKEN or run `hf auth login`",
         cli=["output.push_to_hub=me/prefs"], env={"HF_TOKEN": None, "HF_TOKEN_PATH": None}),
     Row("prompt-too-long", "a prompt (or a judge prompt) longer than a vLLM model's `max_model_len`",
-        "no error line: that request fails alone with `prompt too long: N tokens > limit` (counted in "
-        "`summary.json`); the others complete", "nothing for that request: it is never sent to the engine"),
+        "no error line: that request fails alone with `prompt too long: N tokens > limit L (max_model_len M - "
+        "max_tokens K)` (counted in `summary.json`); the others complete",
+        "nothing for that request: it is never sent to the engine"),
 ]
 BY_ID = {r.id: r for r in ROWS}
 
@@ -322,7 +323,6 @@ def test_in_process_row(row_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.vllm
-@pytest.mark.xfail(strict=True, reason="needs the vLLM length check from the core")
 def test_prompt_too_long_fails_alone(monkeypatch: pytest.MonkeyPatch):
     import re
 
@@ -341,7 +341,8 @@ def test_prompt_too_long_fails_alone(monkeypatch: pytest.MonkeyPatch):
         got = run_sync(engine, requests)
     finally:
         engine.close()
-    assert got[1].text is None and re.fullmatch(r"prompt too long: \d+ tokens > \d+", got[1].error or "")
+    assert got[1].text is None
+    assert re.fullmatch(r"prompt too long: \d+ tokens > limit 496 \(max_model_len 512 - max_tokens 16\)", got[1].error)
     assert [c.text is not None for c in got] == [True, False, True, True]  # the others keep their completions
 
 
