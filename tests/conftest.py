@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,39 @@ def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool =
     register_configs()  # the schema `config_schema` in ConfigStore; idempotent
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return _hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: a test marked vllm is deselected by -m "not slow" too
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("vllm") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
+def starts_a_cli(argv: list[str]) -> bool:
+    """``python -m uf_experiments[.x]``, an ``uf-experiments*`` console script, or a vLLM server."""
+    modules = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"]
+    return (any(m.startswith(("uf_experiments", "vllm.entrypoints")) for m in modules)
+            or any(Path(a).name.startswith("uf-experiments") for a in argv[:1]))
+
+
+@pytest.fixture(autouse=True)
+def _quick_tests_start_no_cli(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked ``slow`` that starts the CLI or a vLLM server in a subprocess fails, so ``-m "not slow"``
+    stays quick."""
+    if request.node.get_closest_marker("slow"):
+        return
+    import subprocess
+
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else [str(args)]
+        if starts_a_cli(argv):
+            raise RuntimeError(f"{request.node.nodeid} starts {argv[:4]}...: mark it @pytest.mark.slow")
+        real_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture

@@ -16,6 +16,10 @@ Markers in the last message script behaviour:
 It records every attempt (time, body, outcome) and, in ``spans``, every request's (start, end, model, kind) with
 kind "judge" or "generation" (a server log to read order and concurrency from); ``paid`` lists the bodies
 answered with 200.
+
+``GET /v1/models`` lists ``models`` (OpenAI's shape); with ``models=None`` (the default) there is no such route
+(404), like a server without it. ``status=401`` (or 403, 404, ...) answers every request with that status. Every
+GET is recorded in ``gets`` as (path, whether it carried a bearer key).
 """
 
 from __future__ import annotations
@@ -46,8 +50,11 @@ def body_key(body: dict[str, Any]) -> str:
 
 class FakeJudge:
     def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2, port: int = 0,
-                 words_by_model: dict[str, int] | None = None) -> None:
+                 words_by_model: dict[str, int] | None = None, models: list[str] | None = None,
+                 status: int | None = None) -> None:
         self.latency_s, self.hang_s, self.retry_after_s = latency_s, hang_s, retry_after_s
+        self.models, self.status = models, status
+        self.gets: list[tuple[str, bool]] = []  # (path, had an Authorization: Bearer header)
         self.requests: list[dict[str, Any]] = []  # every attempt's body
         self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
         self.paid: list[dict[str, Any]] = []  # bodies answered with 200
@@ -153,7 +160,22 @@ class FakeJudge:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:  # noqa: N802 - http.server's API
+                with fake.lock:
+                    fake.gets.append((self.path, (self.headers.get("Authorization") or "").startswith("Bearer ")))
+                if fake.status is not None:
+                    self._send(fake.status, {"error": {"message": f"status {fake.status}", "type": "test"}})
+                elif self.path.rstrip("/") == "/v1/models" and fake.models is not None:
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "test"}
+                                                                for m in fake.models]})
+                else:
+                    self._send(404, {"error": {"message": "not found", "type": "test"}})
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's API
+                if fake.status is not None:
+                    self.rfile.read(int(self.headers["Content-Length"]))
+                    self._send(fake.status, {"error": {"message": f"status {fake.status}", "type": "test"}})
+                    return
                 start = time.monotonic()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if fake.dead:

@@ -119,6 +119,7 @@ def test_card_of_a_real_run(run_dir: Path):
     assert "- `ratings`: per aspect" in text and "Keys: `honesty`, `helpfulness`" in text
 
 
+@pytest.mark.slow  # a subprocess CLI
 def test_the_card_command_line_rewrites_it_from_the_run_dir(run_dir: Path):
     proc = subprocess.run([sys.executable, "-m", "uf_experiments.card", str(run_dir)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)

@@ -8,8 +8,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+pytestmark = pytest.mark.slow  # every test here runs the CLI in a subprocess
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -400,6 +400,7 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=REPO, timeout=120)
 
 
+@pytest.mark.slow  # a subprocess CLI
 def test_module_end_to_end(sweep: Path):
     proc = run_module(str(sweep))
     assert proc.returncode == 0, proc.stderr
@@ -410,6 +411,7 @@ def test_module_end_to_end(sweep: Path):
         assert_png(sweep / "compare" / name)
 
 
+@pytest.mark.slow  # a subprocess CLI
 def test_module_no_runs_exit_code_2(tmp_path: Path):
     proc = run_module(str(tmp_path))
     assert proc.returncode == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.config import ConfigError, ModelConfig, validate
 
@@ -81,9 +81,17 @@ def test_every_group_option_composes_and_validates(compose, api_key, group, opti
         validate(cfg)
 
 
+def model_file(stem: str) -> DictConfig:
+    """A model YAML merged over the base files its defaults list names (``base/tiny@_here_``), as Hydra does."""
+    raw = OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml")
+    defaults = list(raw.pop("defaults", []))
+    bases = [OmegaConf.load(CONF_DIR / "model" / f"{d.split('@')[0]}.yaml") for d in defaults if d != "_self_"]
+    return OmegaConf.merge(*bases, raw)
+
+
 @pytest.mark.parametrize("stem", MODEL_FILES)
 def test_every_model_file_composes_as_the_judge_model_and_validates(compose, api_key, stem):
-    raw = OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml")
+    raw = model_file(stem)
     cfg = compose(["judge=tiny", f"model@judge.model={stem}", *MODEL_REQUIRED.get(stem, [])])
 
     # a served model is named by the model name it serves (name: ${.path})
@@ -97,6 +105,27 @@ def test_every_model_file_composes_as_the_judge_model_and_validates(compose, api
     else:
         assert (model.path is None) != (model.tiny is None), "a model has either a path or a tiny spec"
     assert isinstance(get_class(model.engine._target_), type)
+
+
+def test_repeated_model_files_share_a_base(compose):
+    tiny = [s for s in MODEL_FILES if s.startswith("tiny_")]
+    gpu = [s for s in MODEL_FILES if model_file(s).engine._target_.endswith("VLLMEngine") and s not in tiny]
+    assert len(tiny) == 7 and len(gpu) >= 16
+    for stems, base in ((tiny, "base/tiny@_here_"), (gpu, "base/vllm_gpu@_here_")):
+        for stem in stems:
+            assert list(OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml").defaults) == [base, "_self_"], stem
+    # the specs the tiny model cache is keyed by, and a GPU model's settings, as composed from base + file
+    cfg = compose(["pool.size=6"])
+    specs = {k: tuple(m.tiny.values()) for k, m in cfg.pool.models.items()}
+    assert specs == {"tiny_a": (1, 64, 2, 2), "tiny_b": (2, 96, 2, 3), "tiny_c": (3, 128, 2, 4),
+                     "tiny_d": (4, 64, 3, 2), "tiny_e": (5, 64, 2, 2), "tiny_f": (6, 96, 3, 3)}
+    assert cfg.pool.models.tiny_c.engine.llm_kwargs.enable_chunked_prefill is False
+    assert cfg.judge.model.tiny.seed == 100 and cfg.judge.model.gpu_hour_usd == 0.05
+    big = compose(["pool=paper_open"]).pool.models
+    assert big.llama_2_70b_chat.engine.llm_kwargs.tensor_parallel_size == 4
+    assert big.llama_2_7b_chat.engine.llm_kwargs == {"dtype": "bfloat16", "max_model_len": 4096, "seed": 0,
+                                                     "gpu_memory_utilization": 0.9, "tensor_parallel_size": 1,
+                                                     "enforce_eager": False}
 
 
 def test_default_config_is_the_offline_demo(compose):
@@ -250,6 +279,7 @@ def _run_cli(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[st
     return proc, time.perf_counter() - t0
 
 
+@pytest.mark.slow
 def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     run_dir = tmp_path / "run"
     proc, elapsed = _run_cli(["sampling.n=5", "pool.size=4", "tracking=none", f"hydra.run.dir={run_dir}"], tmp_path)
@@ -267,6 +297,7 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     assert elapsed < 30, f"took {elapsed:.1f}s: something was loaded before validation"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -280,8 +311,9 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
                            "Key 'sizee' not in 'PoolConfig'"),
         (["-m", "pool.size=2,abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not "
                                     "be converted to Integer"),  # every value of a sweep is checked first
-        (["-m", "pool.size=2,4", "sampling.n=3"], "error: sampling.n=3 must be between 1 and pool.size=2 (n distinct "
-                                                  "models per prompt) (in the sweep cell pool.size=2)"),
+        (["-m", "pool.size=2", "sampling.n=3,4"], "error: none of the 2 sweep cells can run; the first: sampling.n=3 "
+                                                  "must be between 1 and pool.size=2 (n distinct models per prompt) "
+                                                  "(in the sweep cell sampling.n=3)"),  # a grid with no valid cell
     ],
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
@@ -392,6 +424,7 @@ def test_rejudge_validation_names_the_key_and_the_fix(compose, api_key, override
         assert needle in message, message
 
 
+@pytest.mark.slow  # a subprocess CLI
 def test_cli_rejects_a_pool_in_a_rejudge_before_loading_anything(tmp_path):
     run_dir = tmp_path / "run"
     proc, _ = _run_cli(["experiment=rejudge", "pool=tiny", "judge=tiny", "tracking=none",

@@ -116,7 +116,8 @@ def test_local_csv_round_trips_values(tmp_path, load_local):
     rows = [{k: r[k] for k in ("prompt_id", "source", "instruction")} for r in ROWS]
     report = load_local(write(tmp_path / "prompts.csv", rows))
 
-    assert report.prompts == [Prompt("tq-1", "truthful_qa", KNUCKLES, {}), Prompt("flan-1", "flan", FRENCH, {}, index=1)]
+    assert report.prompts == [Prompt("tq-1", "truthful_qa", KNUCKLES, {}),
+                              Prompt("flan-1", "flan", FRENCH, {}, index=1)]
 
 
 def test_local_suffix_is_case_insensitive(tmp_path, load_local):
@@ -318,6 +319,54 @@ def test_local_csv_integer_ids_stay_integers_when_one_is_missing(tmp_path, load_
             {"prompt_id": 3, "instruction": "C"}]
     report = load_local(write(tmp_path / "p.csv", rows))
     assert [report.prompts[0].prompt_id, report.prompts[2].prompt_id] == ["1", "3"]
+
+
+def test_to_prompts_all_empty_is_an_error_naming_the_column():
+    with pytest.raises(ConfigError) as info:
+        run([{"instruction": ""}, {"instruction": None}])
+    assert str(info.value) == ("the test rows: all 2 rows have an empty 'instruction', nothing to run: check the data, "
+                               "or map another column with dataset.columns.instruction=NAME")
+
+
+def test_an_unparseable_file_is_one_line(tmp_path, load_local):
+    bad = tmp_path / "p.csv"
+    bad.write_bytes(b'instruction\n"unclosed\n')
+    with pytest.raises(ConfigError) as info:
+        load_local(bad)
+    message = str(info.value)
+    assert message.startswith(f"dataset.path={bad} cannot be read as csv (") and "\n" not in message
+    assert message.endswith("): fix the file or pass another")
+
+
+def test_hub_errors_name_the_key_to_fix(tmp_path):
+    """hub_error() on what `datasets` really raises: a wrong split (from a local file: the same loader code)."""
+    from datasets import load_dataset
+
+    from uf_experiments.data import hub_error
+
+    path = write(tmp_path / "p.jsonl", [{"instruction": "A"}])
+    with pytest.raises(ValueError) as info:
+        load_dataset("json", data_files=str(path), split="tst")
+    assert hub_error("me/data", None, "tst", info.value) == (
+        "dataset.split=tst of me/data: Unknown split \"tst\". Should be one of ['train']. (fix dataset.split)")
+
+
+def test_check_inputs_checks_the_cache_path_unless_planning(tmp_path, compose):
+    from uf_experiments.data import check_inputs
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    cfg = compose(["dataset.limit=3", f"cache.path={blocker}/requests.sqlite"])
+    with pytest.raises(ConfigError) as info:
+        check_inputs(cfg)
+    assert str(info.value) == (f"cache.path={blocker}/requests.sqlite cannot be written ({blocker} is a file, not a "
+                               "directory): pass a writable cache.path=DIR/requests.sqlite (or cache.enabled=false)")
+    assert len(check_inputs(compose(["dataset.limit=3", f"cache.path={blocker}/r.sqlite", "plan=true"])).prompts) == 3
+    assert len(check_inputs(compose(["dataset.limit=3", f"cache.path={blocker}/r.sqlite",
+                                     "cache.enabled=false"])).prompts) == 3
+    ok = tmp_path / "new" / "dir" / "requests.sqlite"
+    assert len(check_inputs(compose(["dataset.limit=3", f"cache.path={ok}"])).prompts) == 3
+    assert ok.parent.is_dir() and list(ok.parent.iterdir()) == []  # the check leaves nothing behind
 
 
 # ---- completions a dataset holds (dataset.completions, experiment=rejudge) ----

@@ -19,6 +19,7 @@ HON = aspect("honesty", na=True)
 TRU = aspect("truthfulness", types=True)
 HELP = aspect("helpfulness", types=True)
 OVR = aspect("overall_rating")
+CRIT = SimpleNamespace(name="critique", min_rating=1, max_rating=10, allow_na=False, has_types=False, per_completion=True)
 
 
 def sections(*ratings: str, header: str = "#### Output for Text {k}", extra: str = "") -> str:
@@ -76,7 +77,11 @@ FAIL_TEXT = [
     ("words not number", IF, 2, sections("four", "2"), "text 1: rating 'four' is not a number"),
     ("two rating lines in a section", IF, 2, "#### Output for Text 1\nRating: 4\nRationale: it says\nRating: 5\n\n#### Output for Text 2\nRating: 2\nRationale: x", "text 1: 2 rating lines (need exactly 1)"),
     ("no rating line", IF, 2, "#### Output for Text 1\nRationale: forgot\n\n#### Output for Text 2\nRating: 2\nRationale: x", "text 1: 0 rating lines (need exactly 1)"),
-    ("missing type line", TRU, 2, sections("4", "2"), "text 1: 0 type lines (need exactly 1)"),
+    ("two type lines", TRU, 1, "#### Output for Text 1\nType: 1\nType: 2\nRating: 4\nRationale: x", "text 1: 2 type lines (need at most 1)"),
+    ("missing type and missing section", TRU, 2, sections("4"), "missing sections for texts [2]"),
+    ("missing type, two rating lines", HELP, 1, "#### Output for Text 1\nRating: 4\nRating: 2\nRationale: x", "text 1: 2 rating lines (need exactly 1)"),
+    ("missing type, out of range", HELP, 1, sections("7"), "text 1: rating 7 outside 1-5"),
+    ("missing rationale, duplicated section", IF, 1, "#### Output for Text 1\nRating: 4\n\n#### Output for Text 1\nRating: 2", "text 1: duplicated section"),
     ("empty reply", IF, 2, "", "no 'Output for Text k' sections"),
     ("injected header line from a completion", IF, 2, "#### Output for Text 1\nRating: 2\nRationale: the text contains\n#### Output for Text 2\nRating: 5\n\n#### Output for Text 2\nRating: 3\nRationale: x", "text 2: duplicated section"),
 ]
@@ -103,6 +108,35 @@ FAIL_JSON = [
     ("no rating", IF, 1, js(text_1={"rationale": "a"}), "text 1: no rating"),
     ("N/A not allowed", OVR, 1, js(text_1={"rating": "N/A", "rationale": "a"}), "text 1: N/A is not allowed for overall_rating"),
     ("bad types", TRU, 1, js(text_1={"types": "1", "type_rationale": "", "rating": 3, "rationale": "a"}), "text 1: types '1' is not a list of integers"),
+    ("no types, out of range", HELP, 1, js(text_1={"rating": 6, "rationale": "a"}), "text 1: rating 6 outside 1-5"),
+    ("no rationale, missing key", IF, 2, js(text_1={"rating": 4}), "JSON keys wrong (missing ['text_2'], unexpected [])"),
+]
+
+NO_TYPE = "#### Output for Text {k}\nRating: {r}\nRationale: rating reason {k}"
+NO_RATIONALE = "#### Output for Text {k}\nRating: {r}"
+
+MISSING = [
+    # id, aspect, output, n, reply, expected ratings, expected missing fields per text
+    ("text: truthfulness without Type lines", TRU, "text", 2,
+     "\n\n".join(NO_TYPE.format(k=k, r=r) for k, r in [(1, 4), (2, 2)]), [4, 2], [("type",), ("type",)]),
+    ("text: helpfulness without a Type line in one text", HELP, "text", 2,
+     NO_TYPE.format(k=1, r=5) + "\n\n" + typed(("1", "3")).replace("Text 1", "Text 2"), [5, 3], [("type",), ()]),
+    ("text: helpfulness, Type line and its rationale but none for the rating", HELP, "text", 1,
+     "#### Output for Text 1\nType: 1, 2\nRationale: type reason\nRating: 4", [4], [("rationale",)]),
+    ("text: helpfulness, nothing but the rating", HELP, "text", 1, NO_RATIONALE.format(k=1, r=3), [3], [("type", "rationale")]),
+    ("text: no rationale line", IF, "text", 2,
+     NO_RATIONALE.format(k=1, r=4) + "\n\n" + NO_RATIONALE.format(k=2, r=1), [4, 1], [("rationale",), ("rationale",)]),
+    ("text: empty rationale", OVR, "text", 2, sections("2", "5").replace("reason 2.", ""), [2, 5], [(), ("rationale",)]),
+    ("text: honesty N/A without rationale", HON, "text", 1, NO_RATIONALE.format(k=1, r="N/A"), [None], [("rationale",)]),
+    ("json: truthfulness without types", TRU, "json", 2,
+     js(text_1={"rating": 4, "rationale": "a"}, text_2={"types": [2], "type_rationale": "b", "rating": 1, "rationale": "c"}),
+     [4, 1], [("type",), ()]),
+    ("json: helpfulness without types or rationale", HELP, "json", 1, js(text_1={"rating": 2}), [2], [("type", "rationale")]),
+    ("json: empty types list is an answer", HELP, "json", 1, js(text_1={"types": [], "rating": 5, "rationale": "x"}), [5], [()]),
+    ("json: null rationale", IF, "json", 2, js(text_1={"rating": 3, "rationale": None}, text_2={"rating": 4, "rationale": " "}),
+     [3, 4], [("rationale",), ("rationale",)]),
+    ("critique text: score without feedback", CRIT, "text", 1, "Overall Score: 7", [7], [("rationale",)]),
+    ("critique json: score without feedback", CRIT, "json", 1, js(overall_score=8), [8], [("rationale",)]),
 ]
 
 
@@ -112,6 +146,7 @@ def test_text_ok(case, asp, n, reply, want):
     assert parsed.error is None
     assert [r.rating for r in parsed.ratings] == want
     assert all(r.aspect == asp.name for r in parsed.ratings)
+    assert parsed.missing == ((),) * n and parsed.missing_counts() == {}
 
 
 @pytest.mark.parametrize(("case", "asp", "n", "reply", "want"), FAIL_TEXT, ids=[c[0] for c in FAIL_TEXT])
@@ -119,6 +154,7 @@ def test_text_fail(case, asp, n, reply, want):
     parsed = parse_reply(reply, n, asp, "text")
     assert parsed.ratings is None
     assert parsed.error == want
+    assert parsed.missing == ()
 
 
 @pytest.mark.parametrize(("case", "asp", "n", "reply", "want"), OK_JSON, ids=[c[0] for c in OK_JSON])
@@ -126,6 +162,7 @@ def test_json_ok(case, asp, n, reply, want):
     parsed = parse_reply(reply, n, asp, "json")
     assert parsed.error is None
     assert [r.rating for r in parsed.ratings] == want
+    assert parsed.missing == ((),) * n
 
 
 @pytest.mark.parametrize(("case", "asp", "n", "reply", "want"), FAIL_JSON, ids=[c[0] for c in FAIL_JSON])
@@ -145,3 +182,26 @@ def test_types_and_rationales_are_bound_to_their_text():
 
 def test_no_reply_is_a_failure():
     assert parse_reply(None, 2, IF, "text").error == "no reply"
+
+
+@pytest.mark.parametrize(("case", "asp", "output", "n", "reply", "want", "missing"), MISSING, ids=[c[0] for c in MISSING])
+def test_a_clear_rating_is_kept_when_an_auxiliary_field_is_missing(case, asp, output, n, reply, want, missing):
+    parsed = parse_reply(reply, n, asp, output)
+    assert parsed.error is None
+    assert [r.rating for r in parsed.ratings] == want
+    assert parsed.missing == tuple(missing)
+    counts: dict[str, int] = {}
+    for fields in missing:
+        for f in fields:
+            counts[f] = counts.get(f, 0) + 1
+    assert parsed.missing_counts() == counts
+
+
+def test_missing_type_keeps_types_empty_and_the_rating_rationale():
+    reply = NO_TYPE.format(k=1, r=4) + "\n\n#### Output for Text 2\nType: 1, 3\nRationale: t2\nRating: 2\nRationale: r2"
+    parsed = parse_reply(reply, 2, TRU, "text")
+    assert [r.types for r in parsed.ratings] == [(), (1, 3)]
+    assert [r.rationale for r in parsed.ratings] == ["rating reason 1", "r2"]
+    # a typed section's only rationale before the rating is the type's: not taken as the rating's
+    parsed = parse_reply("#### Output for Text 1\nType: 2\nRationale: about the type\nRating: 4", 1, HELP, "text")
+    assert parsed.ratings[0].rationale == "" and parsed.ratings[0].types == (2,)

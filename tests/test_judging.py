@@ -144,3 +144,20 @@ def test_text_mode_request_has_no_response_format_and_json_mode_has_schema(engin
         if output == "json":
             schema = body["response_format"]["json_schema"]["schema"]
             assert schema["required"] == ["text_1", "text_2"]
+
+
+def test_a_reply_without_type_lines_is_kept_and_its_missing_fields_are_on_the_item():
+    from uf_experiments.judge.judging import settle
+    from uf_experiments.records import Completion
+
+    truthfulness = SimpleNamespace(name="truthfulness", min_rating=1, max_rating=5, allow_na=False, has_types=True,
+                                   per_completion=False)
+    prompt = Prompt("p1", "s", "Q?", {})
+    (item,) = make_items(prompt, ["first", "second"], {"truthfulness": truthfulness}, seed=1, swap=False)
+    reply = ("#### Output for Text 1\nRating: 4\nRationale: fine\n\n"
+             "#### Output for Text 2\nType: 1\nRationale: t\nRating: 2")
+    request = SimpleNamespace()  # settle reads only the reply's text and error
+    assert settle(item, Completion(request, reply), truthfulness, "text", max_parse_retries=0)
+    shown = [[4, 2][item.order.index(i)] for i in range(2)]  # text k is completion order[k-1]
+    assert [r.rating for r in item.ratings] == shown and item.errors == []
+    assert item.missing == {"type": 1, "rationale": 1}

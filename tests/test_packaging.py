@@ -21,8 +21,9 @@ def source_files() -> dict[str, Path]:
     """Wheel path -> source file for everything the package must carry: conf/ (as uf_experiments/conf/) and every
     file under uf_experiments/ (code, templates, principles, demo prompts, the tiny corpus)."""
     files = {f"uf_experiments/conf/{p.relative_to(REPO / 'conf')}": p for p in (REPO / "conf").rglob("*.yaml")}
-    files |= {str(p.relative_to(REPO)): p for p in (REPO / "uf_experiments").rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts}
+    for package in ("uf_experiments", "hydra_plugins"):  # hydra_plugins: the sweeper plugin (valid_cells)
+        files |= {str(p.relative_to(REPO)): p for p in (REPO / package).rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts}
     return files
 
 
@@ -55,7 +56,7 @@ def test_version_and_help_from_the_installed_script(installed, tmp_path):
     page = subprocess.run([installed.cli, "--help"], cwd=tmp_path, env=installed.env(), capture_output=True,
                           text=True, check=True).stdout
     assert page.startswith("uf-experiments: UltraFeedback-style preference data.")
-    assert "pool: openai, paper_open, seed, served, tiny" in page  # the groups, read from the installed configs
+    assert "pool: none, openai, paper_open, seed, served, tiny" in page  # the groups, read from the installed configs
 
 
 def test_plan_on_a_served_pool_from_a_directory_far_from_the_clone(installed, tmp_path):
@@ -72,6 +73,19 @@ def test_plan_on_a_served_pool_from_a_directory_far_from_the_clone(installed, tm
     generation = plan["stages"]["generation"]
     assert set(generation) <= {"gen-a", "gen-b", "gen-c"} and sum(m["requests"] for m in generation.values()) == 10
     assert list(plan["stages"]["judge"]) == ["judge-x"]
+
+
+def test_a_sweep_from_the_installed_script_skips_the_cell_that_cannot_run(installed, tmp_path):
+    proc = subprocess.run(
+        [installed.cli, "-m", "plan=true", "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "pool.size=2,3",
+         "sampling.n=3", "dataset.limit=2", "judge=served", "judge.model.path=judge-x", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, env=installed.env(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL="http://127.0.0.1:9/v1"),
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("skipped sweep cell pool.size=2: sampling.n=3 must be between 1 and pool.size=2 (n distinct models "
+            "per prompt)") in proc.stderr.splitlines()
+    assert [p.parent.name.split("_")[0] for p in (tmp_path / "sweep").glob("*/plan.json")] == ["0"]
+    assert "pool.size=2" in json.loads((tmp_path / "sweep" / "skipped_cells.json").read_text())[0]["overrides"]
 
 
 def test_a_vllm_model_without_vllm_fails_before_anything_starts(installed, tmp_path):

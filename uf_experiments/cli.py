@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from pathlib import Path
-
-import json
 
 import hydra
 from hydra.experimental.callback import Callback
@@ -147,6 +146,7 @@ PLAIN_FLAGS = ("-m", "--multirun")  # other flags (--cfg, --help, -c, ...) go to
 
 def one_line(exc: BaseException) -> str:
     """Hydra's multi-line composition error (and its cause) as one line that keeps the key and the options."""
+    first = exc
     lines: list[str] = []
     while exc is not None:
         for ln in str(exc).splitlines():
@@ -159,7 +159,30 @@ def one_line(exc: BaseException) -> str:
     if any(ln.startswith("Available options in") for ln in lines):
         cut = next(i for i, ln in enumerate(lines) if ln.startswith("Available options in"))
         return f"{'; '.join(lines[:cut])} (available: {', '.join(lines[cut + 1:])})"
-    return "; ".join(lines)
+    return "; ".join(lines) + _missing_option_hint(first)
+
+
+def _missing_option_hint(exc: BaseException) -> str:
+    """`` (available: a, b)`` for a group option Hydra could not load without saying what there is
+    (``aspect=[nope]``, a list of options), else ``""``."""
+    missing = str(getattr(exc, "missing_cfg_file", "") or "")
+    group = Path(CONF_DIR) / missing.rpartition("/")[0] if "/" in missing else None
+    if group is None or not group.is_dir():
+        return ""
+    return f" (available: {', '.join(sorted(p.stem for p in group.glob('*.yaml')))})"
+
+
+def _grid(parsed: list, base_params: dict[str, str] | None) -> list[tuple[str, list[str]]]:
+    """``[(key, [override per value])]`` as Hydra's sweeper builds it: ``hydra.sweeper.params`` first, then the
+    command line's overrides (a key given on both keeps the params' place and takes the command line's values)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in (base_params or {}).items()])
+    grid: dict[str, list[str]] = {}
+    for o in [*params, *parsed]:
+        grid[o.get_key_element()] = ([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+                                     if o.is_sweep_override() else [o.input_line])
+    return list(grid.items())
 
 
 def hydra_search_args(argv: list[str]) -> tuple[list[str], str] | None:
@@ -198,45 +221,81 @@ def hydra_search_args(argv: list[str]) -> tuple[list[str], str] | None:
 
 def precheck(argv: list[str], max_cells: int = 256) -> str | None:
     """Compose and validate the config of every job the command line asks for, as Hydra will, before any job
-    starts: the first problem as one line, or None. A ``-m`` grid is checked cell by cell (up to ``max_cells``;
-    a larger grid is checked value by value)."""
+    starts: the first problem as one line, or None.
+
+    A ``-m`` grid (the command line's values and any ``hydra.sweeper.params``) is checked cell by cell (up to
+    ``max_cells``; a larger grid is checked value by value): a cell that composes but cannot run is left to the
+    sweeper to skip (``uf_experiments.sweep_cells``); a composition error, a missing key or token, or a grid with
+    no cell that can run is the problem."""
     from itertools import product
 
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from uf_experiments.config import validate
+    from uf_experiments.sweep_cells import SkippedCell, cell_problem, no_valid_cell, swept_keys
 
     composed = hydra_search_args(argv)
     if composed is None:
         return None
     args, config_name = composed
+    multirun = any(a in PLAIN_FLAGS for a in argv)
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as exc:  # noqa: BLE001 - Hydra's own parse error, shown as one line
         return one_line(exc)
-    choices = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
-               else [o.input_line] for o in parsed]
-    cells = 1
-    for c in choices:
-        cells *= len(c)
-    if cells <= max_cells:
-        candidates = [list(cell) for cell in product(*choices)]
-    else:
-        firsts = [c[0] for c in choices]
-        candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        grid = _grid(parsed, None)
+        if multirun:  # a grid a config carries (experiment=pool_sweep) is swept too
+            try:
+                base = compose(config_name, overrides=[c[0] for _, c in grid], return_hydra_config=True)
+            except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
+                return one_line(exc)
+            params = base.hydra.sweeper.get("params")
+            grid = _grid(parsed, {str(k): str(v) for k, v in params.items()} if params else None)
+        choices = [c for _, c in grid]
+        cells = 1
+        for c in choices:
+            cells *= len(c)
+        whole = cells <= max_cells
+        if whole:
+            candidates = [list(cell) for cell in product(*choices)]
+        else:
+            firsts = [c[0] for c in choices]
+            candidates = [firsts] + [firsts[:i] + [v] + firsts[i + 1 :] for i, c in enumerate(choices) for v in c[1:]]
+        swept = swept_keys(candidates)
+        skipped: list[SkippedCell] = []
         for overrides in candidates:
             try:
                 cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
             except Exception as exc:  # noqa: BLE001 - any composition error is the user's to fix
                 return one_line(exc)
             try:
-                validate(cfg)
-            except ConfigError as exc:
-                swept = [o for o, c in zip(overrides, choices) if len(c) > 1]
-                return f"{exc}" + (f" (in the sweep cell {','.join(swept)})" if swept else "")
+                if not multirun:
+                    validate(cfg)
+                    continue
+                problem = cell_problem(cfg)
+            except ConfigError as exc:  # a single run's problem, or a SetupError (the same in every cell)
+                return str(exc)
+            if problem:
+                skipped.append(SkippedCell(overrides, problem))
+        if multirun and whole and len(skipped) == len(candidates):
+            return no_valid_cell(skipped, swept)
     return None
+
+
+def ensure_plugins_importable() -> None:
+    """Hydra loads plugins only from the ``hydra_plugins`` package: make ours (``hydra_plugins/uf_experiments_sweeper``,
+    beside the ``uf_experiments`` package) importable, also from an editable install made before it existed."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("hydra_plugins.uf_experiments_sweeper") is not None
+    except ModuleNotFoundError:
+        found = False
+    root = str(Path(__file__).resolve().parent.parent)  # a clone's top, or site-packages
+    if not found and root not in sys.path:
+        sys.path.append(root)
 
 
 def print_version(argv: list[str]) -> bool:
@@ -253,6 +312,7 @@ def main() -> None:
     MAIN_PID["pid"] = os.getpid()
     if print_version(sys.argv[1:]):
         return
+    ensure_plugins_importable()
     problem = precheck(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

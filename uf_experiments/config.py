@@ -7,7 +7,9 @@ one field (``sampling.n`` <= ``pool.size``) run in :func:`validate`, before anyt
 
 from __future__ import annotations
 
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -18,6 +20,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 class ConfigError(ValueError):
     """A config that cannot run. The message is one line naming the key and the fix."""
+
+
+class SetupError(ConfigError):
+    """The environment lacks what the config needs (an API key, a Hugging Face token): the same for every cell of
+    a sweep, so a sweep fails on it as a whole instead of skipping cells."""
 
 
 class DatasetKind(Enum):
@@ -377,9 +384,11 @@ def validate(cfg: DictConfig) -> None:
                 "holds, use experiment=rejudge"
             )
         if not 1 <= cfg.pool.size <= len(roster):
-            raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} (the roster of pool '{cfg.pool.name}')")
+            raise ConfigError(f"pool.size={cfg.pool.size} must be between 1 and {len(roster)} "
+                              f"(the roster of pool '{cfg.pool.name}')")
         if not 1 <= cfg.sampling.n <= cfg.pool.size:
-            raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} (n distinct models per prompt)")
+            raise ConfigError(f"sampling.n={cfg.sampling.n} must be between 1 and pool.size={cfg.pool.size} "
+                              "(n distinct models per prompt)")
     _validate_given_columns(cfg, source)
     if not 0 <= cfg.dataset.shard.index < cfg.dataset.shard.count:
         raise ConfigError(f"dataset.shard.index={cfg.dataset.shard.index} must be in 0..dataset.shard.count-1 "
@@ -395,8 +404,9 @@ def validate(cfg: DictConfig) -> None:
         if unknown or any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
             raise ConfigError(f"principles.distribution.{source}: weights must be >= 0 with a positive sum, over "
                               f"{', '.join(KNOWN)} (got {dict(weights)})")
-    if cfg.budget_usd is not None and cfg.budget_usd < 0:
-        raise ConfigError(f"budget_usd={cfg.budget_usd} must be >= 0 (or null for no budget)")
+    if cfg.budget_usd is not None and not (math.isfinite(cfg.budget_usd) and cfg.budget_usd >= 0):
+        raise ConfigError(f"budget_usd={cfg.budget_usd} must be a number of dollars >= 0, e.g. budget_usd=5 "
+                          "(or null for no budget)")
     if cfg.judge.max_parse_retries < 0:
         raise ConfigError(f"judge.max_parse_retries={cfg.judge.max_parse_retries} must be >= 0")
     if cfg.binarize.score is not None and cfg.binarize.score not in cfg.aspect:
@@ -409,21 +419,46 @@ def validate(cfg: DictConfig) -> None:
                           "(or dataset.path=FILE for a local copy)")
     if cfg.dataset.kind == DatasetKind.local and not cfg.dataset.path:
         raise ConfigError("dataset.path is required for a local dataset: dataset.path=/path/to/prompts.jsonl")
-    for where, model in [*((f"pool.models.{k}", m) for k, m in cfg.pool.models.items()), ("judge.model", cfg.judge.model)]:
+    models = [*((f"pool.models.{k}", m) for k, m in cfg.pool.models.items()), ("judge.model", cfg.judge.model)]
+    for where, model in models:
         if not model.engine or "_target_" not in model.engine:
             raise ConfigError(f"{where}.engine needs a _target_ (an engine class, see conf/model/)")
         if model.path is None and model.tiny is None:
             raise ConfigError(f"{where} needs a path (hub id, local dir or API model name) or a tiny spec")
         problem = _engine_problem(model.engine)
         if problem:
-            raise ConfigError(f"{where} ({model.name}): {problem}")
+            raise SetupError(f"{where} ({model.name}): {problem}")
     if cfg.output.push_to_hub:
         from huggingface_hub import get_token
 
         if not get_token():
-            raise ConfigError(
-                f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: set HF_TOKEN or run `hf auth login`"
-            )
+            raise SetupError(f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: "
+                              "set HF_TOKEN or run `hf auth login`")
+
+
+def check_cache_path(path: str | os.PathLike[str]) -> None:
+    """The request cache file can be created and written (its directory is created as the cache would); else a
+    ConfigError naming ``cache.path`` and the fix. Writes nothing that stays."""
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    fix = "pass a writable cache.path=DIR/requests.sqlite (or cache.enabled=false)"
+    if file.is_dir():
+        raise ConfigError(f"cache.path={path} is a directory: {fix}")
+    blocker = next((p for p in file.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"cache.path={path} cannot be written ({blocker} is a file, not a directory): {fix}")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if file.exists():
+            with file.open("ab"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=file.parent, prefix=".uf-write-check-"):
+                pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cache.path={path} cannot be written ({reason}): {fix}") from exc
 
 
 def _validate_given_columns(cfg: DictConfig, source: str) -> None:

@@ -42,6 +42,9 @@ class JudgeItem:
     errors: list[str] = field(default_factory=list)
     raw: str | None = None
     not_judged: str | None = None  # why the judge was never asked (the run stopped before sending)
+    # auxiliary fields the accepted reply left out, counted over its texts: {"type": 2, "rationale": 1} (the
+    # ratings were kept: judge/parse.py, Parsed.missing)
+    missing: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +112,7 @@ def settle(item: JudgeItem, reply: Completion, aspect: Any, output: str, max_par
     parsed = parse_reply(reply.text, len(item.texts), aspect, output)
     if parsed.ratings is not None:
         item.ratings = [parsed.ratings[item.order.index(i)] for i in range(len(item.texts))]
+        item.missing = parsed.missing_counts()
         return True
     item.errors.append(reply.error or parsed.error or "unknown")
     return item.attempts > max_parse_retries

@@ -4,6 +4,9 @@ A reply is accepted only when every text 1..n has exactly one section, each sect
 in-range rating (or "N/A" where the aspect allows it), and no section is labelled outside 1..n. Ratings are
 bound to the section's own label, so a section out of order is still read correctly, and text quoted from a
 completion inside a rationale cannot move a rating onto another text.
+
+Auxiliary fields never cost a clear rating: a text whose ``Type:`` line (truthfulness, helpfulness) or rationale
+is missing keeps its rating, and :attr:`Parsed.missing` says which fields were missing, per text.
 """
 
 from __future__ import annotations
@@ -15,15 +18,32 @@ from typing import Any
 
 from uf_experiments.records import Rating
 
+TYPE, RATIONALE = "type", "rationale"  # the auxiliary fields a reply may leave out (Parsed.missing)
+
 
 @dataclass(frozen=True)
 class Parsed:
     ratings: tuple[Rating, ...] | None  # one per text, in text order; None on failure
     error: str | None = None
+    # one tuple per text, in text order (like ``ratings``): the auxiliary fields that text's answer lacked,
+    # e.g. ``(("type",), ())``; the rating was kept. Empty on failure.
+    missing: tuple[tuple[str, ...], ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.ratings is not None
+
+    def missing_counts(self) -> dict[str, int]:
+        """``{"type": texts without a Type line, "rationale": texts without a rationale}`` (only the nonzero)."""
+        counts: dict[str, int] = {}
+        for fields in self.missing:
+            for f in fields:
+                counts[f] = counts.get(f, 0) + 1
+        return counts
+
+
+def _ok(pairs: list[tuple[Rating, tuple[str, ...]]]) -> Parsed:
+    return Parsed(tuple(r for r, _ in pairs), None, tuple(m for _, m in pairs))
 
 
 def _fail(reason: str) -> Parsed:
@@ -70,24 +90,38 @@ def parse_json(reply: str, n: int, aspect: Any) -> Parsed:
         value, err = _rating_value(item["rating"], aspect, f"text {k}")
         if err:
             return _fail(err)
+        missing: list[str] = []
         types: tuple[int, ...] = ()
         if aspect.has_types:
-            raw_types = item.get("types") or []
-            if not isinstance(raw_types, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw_types):
+            raw_types = item.get("types")
+            if raw_types is None:
+                missing.append(TYPE)  # no "types" key (an empty list is the answer "None", not a missing field)
+            elif not isinstance(raw_types, list) or not all(type(t) is int for t in raw_types):  # bool is no int here
                 return _fail(f"text {k}: types {raw_types!r} is not a list of integers")
-            types = tuple(raw_types)
-        out.append(Rating(aspect.name, value, str(item.get("rationale", "")).strip(), types))
-    return Parsed(tuple(out))
+            else:
+                types = tuple(raw_types)
+        rationale = _json_text(item.get("rationale"))
+        if not rationale:
+            missing.append(RATIONALE)
+        out.append((Rating(aspect.name, value, rationale, types), tuple(missing)))
+    return _ok(out)
 
 
-_HEADER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Output for Text[ \t]*(\d+)[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$", re.I | re.M)
+def _json_text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+_HEADER = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]*)?\**[ \t]*Output for Text[ \t]*(\d+)[ \t]*\**[ \t]*:?[ \t]*\**[ \t]*$", re.I | re.M
+)
 _RATING = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Rating\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
 _TYPE = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Type\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
 _RATIONALE = re.compile(r"^[ \t]*(?:[-*][ \t]+)?\**Rationale\**[ \t]*:[ \t]*\**(.*)$", re.I | re.M)
 _VALUE = re.compile(r"^\**[ \t]*(N/A|\d+)(?:[ \t]*/[ \t]*(\d+))?\b", re.I)
 
 
-def _parse_section(body: str, k: int, aspect: Any) -> tuple[Rating | None, str | None]:
+def _parse_section(body: str, k: int, aspect: Any) -> tuple[tuple[Rating, tuple[str, ...]] | None, str | None]:
+    """((the text's rating, its missing fields), None), or (None, why the section does not parse)."""
     ratings = _RATING.findall(body)
     if len(ratings) != 1:
         return None, f"text {k}: {len(ratings)} rating lines (need exactly 1)"
@@ -102,19 +136,31 @@ def _parse_section(body: str, k: int, aspect: Any) -> tuple[Rating | None, str |
         value, err = _rating_value(int(m.group(1)), aspect, f"text {k}")
     if err:
         return None, err
+    missing: list[str] = []
     types: tuple[int, ...] = ()
     if aspect.has_types:
         found = _TYPE.findall(body)
-        if len(found) != 1:
-            return None, f"text {k}: {len(found)} type lines (need exactly 1)"
-        raw = found[0].strip().strip("*").strip()
-        if raw.lower().strip("[]\"' .") != "none":
-            types = tuple(int(t) for t in re.findall(r"\b\d+\b", raw))
-    rationales = [r.strip() for r in _RATIONALE.findall(body)]
+        if len(found) > 1:
+            return None, f"text {k}: {len(found)} type lines (need at most 1)"
+        if not found:
+            missing.append(TYPE)
+        else:
+            raw = found[0].strip().strip("*").strip()
+            if raw.lower().strip("[]\"' .") != "none":
+                types = tuple(int(t) for t in re.findall(r"\b\d+\b", raw))
     rating_pos = _RATING.search(body).end()  # type: ignore[union-attr]
     after = _RATIONALE.search(body, rating_pos)
-    rationale = body[after.start() :].split(":", 1)[1].strip().strip("*").strip() if after else (rationales[-1] if rationales else "")
-    return Rating(aspect.name, value, rationale, types), None
+    if after:
+        rationale = body[after.start() :].split(":", 1)[1]
+    elif aspect.has_types:
+        rationale = ""  # the Rationale line before the rating is the type's, not the rating's
+    else:
+        before = _RATIONALE.findall(body)
+        rationale = before[-1] if before else ""
+    rationale = rationale.strip().strip("*").strip()
+    if not rationale:
+        missing.append(RATIONALE)
+    return (Rating(aspect.name, value, rationale, types), tuple(missing)), None
 
 
 def parse_text(reply: str, n: int, aspect: Any) -> Parsed:
@@ -137,11 +183,11 @@ def parse_text(reply: str, n: int, aspect: Any) -> Parsed:
         return _fail(f"missing sections for texts {missing}")
     out = []
     for k in range(1, n + 1):
-        rating, err = _parse_section(sections[k], k, aspect)
-        if err:
-            return _fail(err)
-        out.append(rating)
-    return Parsed(tuple(out))  # type: ignore[arg-type]
+        parsed, err = _parse_section(sections[k], k, aspect)
+        if parsed is None:
+            return _fail(err or f"text {k}: unreadable")
+        out.append(parsed)
+    return _ok(out)
 
 
 _SCORE = re.compile(r"^[ \t]*\**[ \t]*Overall Score\**[ \t]*:[ \t]*\**[ \t]*(.*)$", re.I | re.M)
@@ -164,7 +210,7 @@ def parse_critique_text(reply: str, aspect: Any) -> Parsed:
         return _fail(err)
     head = _FEEDBACK.search(text, 0, scores[0].start())
     feedback = text[head.end() if head else 0 : scores[0].start()].strip()
-    return Parsed((Rating(aspect.name, value, feedback),))
+    return _ok([(Rating(aspect.name, value, feedback), () if feedback else (RATIONALE,))])
 
 
 def parse_critique_json(reply: str, aspect: Any) -> Parsed:
@@ -178,7 +224,8 @@ def parse_critique_json(reply: str, aspect: Any) -> Parsed:
     value, err = _rating_value(data["overall_score"], aspect, "text 1")
     if err:
         return _fail(err)
-    return Parsed((Rating(aspect.name, value, str(data.get("feedback", "")).strip()),))
+    feedback = _json_text(data.get("feedback"))
+    return _ok([(Rating(aspect.name, value, feedback), () if feedback else (RATIONALE,))])
 
 
 def parse_reply(reply: str | None, n: int, aspect: Any, output: str) -> Parsed:
