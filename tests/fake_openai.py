@@ -11,7 +11,8 @@ Markers in the last message script behaviour:
   connection without an answer; 400 is a client error);
 - ``GARBLE_ONCE`` / ``GARBLE_ALWAYS``: an unparseable judge reply the first time / every time (judge prompts only);
 - ``QUOTE``: the rationale quotes the text on one line; ``BIAS_FIRST``: the first shown text gets +1;
-- ``FAIL_MODEL=name;`` a generation request to that model gets a 400 (its neighbours are answered).
+- ``FAIL_MODEL=name;`` a generation request to that model gets a 400 (its neighbours are answered);
+- ``NO_TYPE``: a judge reply for a typed aspect (truthfulness, helpfulness) leaves out its ``Type:`` lines.
 
 It records every attempt (time, body, outcome) and, in ``spans``, every request's (start, end, model, kind) with
 kind "judge" or "generation" (a server log to read order and concurrency from); ``paid`` lists the bodies
@@ -111,7 +112,7 @@ class FakeJudge:
         ratings = {int(k): quality(t) for k, t in texts}
         if "BIAS_FIRST" in user:
             ratings[1] = min(ratings[1] + 1, 5)
-        typed = "Type:" in user or '"types"' in user
+        typed = ("Type:" in user or '"types"' in user) and "NO_TYPE" not in user  # NO_TYPE: a clear rating, no Type
         if json_mode:
             out = {}
             for k, _ in texts:

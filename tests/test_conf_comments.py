@@ -27,6 +27,7 @@ CONTEXT = {
     "config.yaml": [],
     "model/base/tiny.yaml": [],
     "model/base/vllm_gpu.yaml": ["pool=seed"],
+    "model/base/openai_api.yaml": ["judge=served", "judge.model.path=some-model"],
 }
 
 

@@ -132,3 +132,18 @@ def test_a_lapsed_claim_of_another_job_is_taken_over(tmp_path, env):
     assert summary["counts"]["completions"] == 6 and summary["generation"]["engine_calls"] == 6
     with sqlite3.connect(cfg.cache.path) as db:
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_a_clear_rating_without_its_type_line_is_kept_and_the_missing_field_counted(tmp_path, env):
+    data = tmp_path / "p.jsonl"
+    rows = [{"prompt_id": "plain", "source": "flan", "instruction": "An ordinary question"},
+            {"prompt_id": "untyped", "source": "flan", "instruction": "A question NO_TYPE"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeJudge() as server:
+        env(server)
+        summary = run(served(tmp_path, data, "sampling.n=2", "aspect=[helpfulness,truthfulness]"), tmp_path / "run")
+    assert summary["counts"]["parse_failures"] == 0 and summary["counts"]["judged"] == 4
+    assert summary["judge"]["missing_fields"] == {"helpfulness": {"type": 2}, "truthfulness": {"type": 2}}
+    rated = pq.read_table(tmp_path / "run" / "rated.parquet").to_pylist()
+    assert all(r is not None for row in rated for r in row["ratings"]["helpfulness"])
+    assert rated[1]["types"]["truthfulness"] == [[], []]

@@ -21,12 +21,13 @@ from uf_experiments.binarize import binarize
 from uf_experiments.card import CARD, push_to_hub, write_card
 from uf_experiments.config import ConfigError, completions_given, defines_run, side_by_side, uses_batch, validate
 from uf_experiments.costs import Meter, format_plan
-from uf_experiments.data import given_row_fields, load_prompts
+from uf_experiments.data import check_inputs, given_row_fields, load_prompts
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.engines.worker import EXIT_SIGINT, EXIT_SIGTERM, StopState
 from uf_experiments.metrics import Metrics, flip_rates, judged
 from uf_experiments.outputs import OutputWriter, rated_schema
 from uf_experiments.plan import plan_run
+from uf_experiments.preflight import check_endpoints
 from uf_experiments.principles import name_of as principle_name
 from uf_experiments.progress import Progress
 from uf_experiments.requests import generation_requests
@@ -63,6 +64,8 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir or hydra_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.plan:
+        if cfg.planning.pilot:
+            check_endpoints(cfg)  # a pilot sends requests; a plan alone calls nothing
         lengths, pilot = run_pilot(cfg, run_dir) if cfg.planning.pilot else (None, None)
         cache = RequestCache(cfg.cache.path) if cfg.cache.enabled and Path(cfg.cache.path).exists() else None
         try:
@@ -78,8 +81,9 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
 
         log.warning("%s", BATCH_NOTICE)
     t0 = time.perf_counter()
-    loaded = load_prompts(cfg.dataset)
+    loaded = check_inputs(cfg)  # the dataset and the cache path, before any model is loaded or called
     load_s = time.perf_counter() - t0
+    check_endpoints(cfg)  # every API endpoint answers (one probe each) before anything is spent
     log.info("%d prompts (%d rows read, %d empty and %d duplicate skipped)", len(loaded.prompts), loaded.rows,
              loaded.skipped_empty, loaded.skipped_duplicate)
     cache = open_cache(cfg)
@@ -225,8 +229,8 @@ class Run:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: Hydra's launcher owns it
                 log.debug("cannot handle %s here", sig.name)
-        scheduler = Scheduler(self.cfg, prompts, requests, self.cache, self.meter, stop, self.progress,
-                              self.gen_stats, self.judge_stats, self._finished)
+        scheduler = self.scheduler = Scheduler(self.cfg, prompts, requests, self.cache, self.meter, stop,
+                                               self.progress, self.gen_stats, self.judge_stats, self._finished)
         self.progress.extra = scheduler.batch_status
 
         async def ticker() -> None:
@@ -278,6 +282,7 @@ class Run:
 
     def _summary(self, stop: StopState, prompts: Any, requests: Any, stream_s: float, write_s: float) -> dict[str, Any]:
         generation, judging = self.gen_stats.to_dict(), self.judge_stats.to_dict()
+        judging["missing_fields"] = self.scheduler.missing_fields
         costs = cost_block(generation, judging)
         metrics = self.metrics.result()
         if self.cfg.judge.swap:

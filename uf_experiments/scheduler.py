@@ -101,6 +101,8 @@ class Scheduler:
         self.done = asyncio.Event()
         self.judge_requests = 0
         self.prompts_too_few = 0
+        # aspect -> field -> texts whose accepted rating came without it (a Type: line, a rationale)
+        self.missing_fields: dict[str, dict[str, int]] = {a: {} for a in self.aspects}
 
     async def run(self) -> None:
         slot = DeviceSlot()
@@ -203,6 +205,10 @@ class Scheduler:
             return
         state, item = entry
         if settle(item, c, self.aspects[item.aspect], self.output, self.max_parse_retries):
+            if item.ratings is not None:
+                counts = self.missing_fields[item.aspect]
+                for name, n in item.missing.items():
+                    counts[name] = counts.get(name, 0) + n
             state.open_items -= 1
             self.progress.advance("judge", sent=not c.cached and not (c.error or "").startswith(NOT_SENT))
             if state.open_items == 0:
