@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from tests.conftest import compose_config
 from tests.fake_batch import FakeBatchAPI, judge_request
 from tests.fake_openai import FakeJudge, body_key
 from uf_experiments.config import AspectConfig, ModelConfig
@@ -62,7 +63,7 @@ def paid_keys(fake: FakeBatchAPI) -> list[str]:
 def test_every_request_through_batches_paid_once_at_the_batch_rate(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="uf_experiments.engines.openai_batch")
     requests = [judge_request(i, json_mode=i % 2 == 1) for i in range(12)]
-    model = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(REPO / "conf/model/gpt_4o.yaml"))
+    model = compose_config(["judge=gpt-4o"]).judge.model  # the shipped YAML, composed with its base
     price = model.price
     assert price.batch_discount == 0.5
     with FakeBatchAPI(delay_polls=2) as fake:
@@ -282,9 +283,10 @@ def test_batch_true_switches_every_openai_model_keeping_its_settings(compose):
     assert uses_batch(cfg)
     for name, model in cfg.pool.models.items():
         assert dict(model.engine) == {"_target_": BATCH_ENGINE, "base_url": "http://127.0.0.1:9/v1", "timeout_s": 300,
-                                      "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
+                                      "connect_timeout_s": 10, "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
     assert dict(cfg.judge.model.engine) == {"_target_": BATCH_ENGINE, "base_url": None, "timeout_s": 120,
-                                            "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
+                                            "connect_timeout_s": 10, "max_retries": 6,
+                                            "state_path": "/tmp/x/requests.sqlite"}
     eng = build_engine(cfg.judge.model)
     assert isinstance(eng, OpenAIBatchEngine) and eng.model == "gpt-4o-2024-08-06" and eng.timeout_s == 120
     assert str(eng.state_path) == "/tmp/x/requests.sqlite" and eng.max_batch == 50_000 and eng.linger_s > 0

@@ -75,7 +75,7 @@ def test_rpm_holds_across_re_asks(tmp_path, env):
     with FakeJudge() as server:
         env(server)
         cfg = served(tmp_path, data, "sampling.n=2", "judge.model.engine.requests_per_minute=4",
-                     "+judge.model.engine.rate_window_s=1.0")
+                     "judge.model.engine.rate_window_s=1.0")
         summary = run(cfg, tmp_path / "run")
     starts = sorted(s for s, _, _, kind in server.spans if kind == "judge")
     assert summary["counts"]["judged"] == 6 and len(starts) == 12  # 6 asks + 6 re-asks
