@@ -135,12 +135,14 @@ def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
 class Proc:
     returncode: int
     wall_s: float
+    cpu_s: float  # user + system CPU time of the process (robust when other work shares the cores)
     maxrss_mib: float  # peak resident set of the process (and the children it waited for)
     log: Path
+    loadavg: float  # the 1-minute load average when it ended (how busy the machine was)
 
 
 def run_measured(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path, timeout_s: float | None = None) -> Proc:
-    """Run ``cmd`` to completion; its wall time and peak RSS (``wait4``'s rusage of that one child)."""
+    """Run ``cmd`` to completion; its wall time, CPU time and peak RSS (``wait4``'s rusage of that one child)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as fh:
         t0 = time.perf_counter()
@@ -157,7 +159,8 @@ def run_measured(cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path, 
             time.sleep(0.05)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Proc(proc.returncode, wall, usage.ru_maxrss / 1024, log)
+    return Proc(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, log,
+                os.getloadavg()[0])
 
 
 def uf_cli(tree: Tree, overrides: Sequence[str]) -> list[str]:

@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=200)
     ap.add_argument("--max-in-flight", type=int, help="ours: max_in_flight of every model (default: the config's)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds (each tool and setting once a round; median)")
+    ap.add_argument("--server-backlog", type=int, default=1024,
+                    help="the server's listen backlog (http.server's default, 5, penalises bursts of connections)")
     args = ap.parse_args()
     out = out_dir(args, "distilabel_side")
     python = ensure_venv(args.distilabel_venv.resolve())
@@ -108,7 +110,7 @@ def main() -> None:
     tlist = trees(args)
     raw: dict[str, list[dict[str, Any]]] = {t.label: [] for t in tlist}
     raw.update({f"distilabel_bs{bs}": [] for bs in sizes})
-    with LatencyServer(args.latency_ms / 1000, [*MODELS, JUDGE]) as server:
+    with LatencyServer(args.latency_ms / 1000, [*MODELS, JUDGE], backlog=args.server_backlog) as server:
         env_extra = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench",
                      "HF_DATASETS_CACHE": str(out / "hf-datasets")}
         for rep in range(args.repeat):

@@ -8,6 +8,9 @@ fresh request cache. For each size (``--prompts 2500,16000,64000`` = 10k / 64k /
 - ms per request = the run's own wall time (``summary.json`` ``wall_time_s.total``: load through writing the
   files; interpreter and Hydra start-up excluded) / (generation + judge requests); the process wall time is
   reported too;
+- CPU ms per request = (CPU time of the process - CPU time of the same command on 1 prompt, the start-up and
+  teardown) / (its requests - that run's requests): the marginal framework cost, robust when other work shares
+  the cores (wall figures are not: compare them only between runs made at the same time);
 - peak RSS of the CLI process (``wait4`` rusage after it exits).
 
 Targets: <= 0.2 ms per cached request; peak RSS < 2 GiB at 256k completions. A run longer than
@@ -52,11 +55,33 @@ def one(tree: Any, cmd: list[str], run_dir: Path, env: dict[str, str], timeout_s
     return {
         "requests": reqs, "completions": s["counts"]["completions"], "judged": s["counts"]["judged"],
         "cache_hits": s["counts"]["cache_hits"], "engine_calls": s["counts"]["engine_calls"],
-        "stage_wall_s": round(wall, 3), "process_wall_s": round(proc.wall_s, 3),
+        "stage_wall_s": round(wall, 3), "process_wall_s": round(proc.wall_s, 3), "cpu_s": round(proc.cpu_s, 3),
         "ms_per_request": round(wall / reqs * 1000, 4),
         "process_ms_per_request": round(proc.wall_s / reqs * 1000, 4),
-        "peak_rss_mib": round(proc.maxrss_mib), "wall_time_s": s.get("wall_time_s"),
+        "peak_rss_mib": round(proc.maxrss_mib), "wall_time_s": s.get("wall_time_s"), "loadavg": proc.loadavg,
     }
+
+
+def startup(tree: Any, prompts: Path, base: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """The same command on 1 prompt (uncached, then cached): what a run costs besides its requests."""
+    got = {}
+    for phase in ("uncached", "cached"):
+        runs = []
+        for rep in range(args.repeat):
+            run_dir = base / f"r{rep}" / phase
+            cmd = uf_cli(tree, overrides(prompts, 1, run_dir, base / f"r{rep}" / "cache.sqlite", args.pool, args.n))
+            r = one(tree, cmd, run_dir, env, args.timeout_min * 60)
+            if "failed" in r:
+                raise SystemExit(f"{tree.label}: the 1-prompt run failed ({r['failed']}); see {r['log']}")
+            runs.append(r)
+        got[phase] = {"cpu_s": median([r["cpu_s"] for r in runs]), "requests": runs[0]["requests"],
+                      "process_wall_s": median([r["process_wall_s"] for r in runs]),
+                      "peak_rss_mib": median([r["peak_rss_mib"] for r in runs])}
+    return got
+
+
+def marginal_cpu_ms(run: dict[str, Any], base: dict[str, Any]) -> float:
+    return round((run["cpu_s"] - base["cpu_s"]) / (run["requests"] - base["requests"]) * 1000, 4)
 
 
 def main() -> None:
@@ -76,7 +101,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     for tree in trees(args):
         per_size: dict[str, Any] = {}
-        results[tree.label] = {"rev": tree.rev, "sizes": per_size}
+        boot = startup(tree, prompts, out / tree.label / "p1", tree.env(env_extra), args)
+        print(f"{tree.label} 1 prompt: CPU {boot['uncached']['cpu_s']:.2f} s uncached, {boot['cached']['cpu_s']:.2f} s "
+              f"cached, process {boot['cached']['process_wall_s']:.1f} s (start-up and teardown)", flush=True)
+        results[tree.label] = {"rev": tree.rev, "startup": boot, "sizes": per_size}
         for n in sizes:
             reps = args.repeat if n <= args.repeat_max_prompts else 1
             runs = []
@@ -89,10 +117,13 @@ def main() -> None:
                     cmd = uf_cli(tree, overrides(prompts, n, run_dir, cache, args.pool, args.n))
                     got[phase] = one(tree, cmd, run_dir, tree.env(env_extra), args.timeout_min * 60)
                     r = got[phase]
+                    if "failed" not in r:
+                        r["cpu_ms_per_request"] = marginal_cpu_ms(r, boot[phase])
                     print(f"{tree.label} {n} prompts run {rep} {phase}: "
                           + (r["failed"] if "failed" in r else
                              f"{r['requests']} requests, {r['stage_wall_s']:.2f} s stages, "
-                             f"{r['ms_per_request']:.3f} ms/req, process {r['process_wall_s']:.1f} s, "
+                             f"{r['ms_per_request']:.3f} ms/req, {r['cpu_ms_per_request']:.3f} CPU ms/req, "
+                             f"process {r['process_wall_s']:.1f} s, load {r['loadavg']:.1f}, "
                              f"peak RSS {r['peak_rss_mib']} MiB"), flush=True)
                     if "failed" in r:
                         break
@@ -104,7 +135,8 @@ def main() -> None:
             if ok:
                 for phase in ("uncached", "cached"):
                     entry[phase] = {key: median([r[phase][key] for r in ok]) for key in
-                                    ("ms_per_request", "process_ms_per_request", "stage_wall_s", "peak_rss_mib")}
+                                    ("ms_per_request", "cpu_ms_per_request", "process_ms_per_request",
+                                     "stage_wall_s", "peak_rss_mib")}
                     entry[phase]["requests"] = ok[0][phase]["requests"]
                 entry["completions"] = ok[0]["uncached"]["completions"]
             per_size[str(n)] = entry
@@ -122,6 +154,8 @@ def main() -> None:
         for phase, key, label, target in (
             ("uncached", "ms_per_request", "ms/request uncached", "-"),
             ("cached", "ms_per_request", "ms/request cached", f"<= {TARGET_MS}"),
+            ("uncached", "cpu_ms_per_request", "CPU ms/request uncached", "-"),
+            ("cached", "cpu_ms_per_request", "CPU ms/request cached", f"<= {TARGET_MS}"),
             ("uncached", "peak_rss_mib", "peak RSS MiB (uncached)",
              f"< {TARGET_RSS_MIB}" if comp >= RSS_AT_COMPLETIONS else "-"),
             ("cached", "peak_rss_mib", "peak RSS MiB (cached)",

@@ -77,7 +77,7 @@ def generation_reply(body: dict[str, Any]) -> str:
 class LatencyServer:
     """``with LatencyServer(latency_s=0.2, models=[...]) as s: ... s.base_url ... s.log``."""
 
-    def __init__(self, latency_s: float = 0.2, models: Sequence[str] = (), port: int = 0) -> None:
+    def __init__(self, latency_s: float = 0.2, models: Sequence[str] = (), port: int = 0, backlog: int = 1024) -> None:
         self.latency_s = latency_s
         self.models = list(models)
         self.log: list[Logged] = []
@@ -85,7 +85,9 @@ class LatencyServer:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
-            request_queue_size = 1024  # hundreds of clients connect at once; the default backlog (5) drops SYNs
+            # hundreds of clients may connect at once: with http.server's default listen backlog (5) the kernel
+            # drops their SYNs and they retry after a second, which measures the server, not the client
+            request_queue_size = backlog
 
         self.server = Server(("127.0.0.1", port), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
