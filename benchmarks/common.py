@@ -124,7 +124,8 @@ def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
         for i in range(n):
             h = int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest(), 16)
             text = asks[h % len(asks)].format(t=topics[(h >> 8) % len(topics)]) + f" (case {i})"
-            f.write(json.dumps({"prompt_id": f"p{i:06d}", "source": sources[i % len(sources)], "instruction": text}) + "\n")
+            row = {"prompt_id": f"p{i:06d}", "source": sources[i % len(sources)], "instruction": text}
+            f.write(json.dumps(row) + "\n")
     return path
 
 

@@ -70,7 +70,8 @@ def ours(tree: Any, server: LatencyServer, prompts: Path, n: int, run_dir: Path,
     if proc.returncode:
         raise SystemExit(f"ours ({tree.label}) failed (exit {proc.returncode}); see {proc.log}")
     s = read_summary(run_dir)
-    return {"wall_s": round(proc.wall_s, 3), "stage_wall_s": s.get("wall_time_s", {}).get("total"),
+    return {"wall_s": round(proc.wall_s, 3), "loadavg": proc.loadavg,
+            "stage_wall_s": s.get("wall_time_s", {}).get("total"),
             "rated_rows": s["counts"]["rated_rows"], "judged": s["counts"]["judged"], **server_stats(server.snapshot())}
 
 
@@ -87,7 +88,8 @@ def distilabel(python: Path, server: LatencyServer, prompts: Path, n: int, bs: i
         raise SystemExit(f"distilabel (input_batch_size={bs}) failed (exit {proc.returncode}); see {proc.log}")
     lines = [ln for ln in proc.log.read_text().splitlines() if ln.startswith("{")]
     inner = json.loads(lines[-1]) if lines else {}
-    return {"wall_s": round(proc.wall_s, 3), "inner_wall_s": inner.get("wall_s"), "rows": inner.get("rows"),
+    return {"wall_s": round(proc.wall_s, 3), "loadavg": proc.loadavg, "inner_wall_s": inner.get("wall_s"),
+            "rows": inner.get("rows"),
             "ratings": inner.get("ratings"), **server_stats(server.snapshot())}
 
 
@@ -150,7 +152,8 @@ def main() -> None:
     if cur:
         r = ratio(best["wall_s"], cur["wall_s"])
         print(f"target distilabel/ours >= {TARGET}: {'met' if r and r >= TARGET else 'NOT met'} ({fmt(r)})")
-    payload = {"benchmark": "distilabel_side", "args": vars(args), "runs": raw, "median": med, "best_batch_size": best_bs}
+    payload = {"benchmark": "distilabel_side", "args": vars(args), "runs": raw, "median": med,
+               "best_batch_size": best_bs}
     print(f"results: {save(out, 'results', payload)}")
 
 

@@ -10,7 +10,7 @@ Use it as any model's engine through overrides (it runs in the CLI's process):
 as ``_target_(path=<model name>, **other engine keys)``; keys meant for the OpenAI engine (base_url,
 max_in_flight, timeout_s, ...) are accepted and ignored.
 
-- a generation request gets a ~60-character text derived from (model, messages, seed);
+- a generation request gets a ~40-character text derived from (model, messages, seed);
 - a judge request (its last message holds ``<text k>`` blocks) gets a valid rating of every text: JSON when
   ``request.response_format`` is set (``{"text_1": {"rating": r, "rationale": "..."}, ...}``), the paper's text
   format otherwise; a critique request (``<response>``) gets feedback and a score;
@@ -95,7 +95,8 @@ class FakeEngine:
         return None
 
     # the pre-streaming batch API
-    def generate(self, requests: Sequence[Request], on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
+    def generate(self, requests: Sequence[Request],
+                 on_result: Callable[[Completion], None] | None = None) -> list[Completion]:
         out = []
         for r in requests:
             c = answer(r)

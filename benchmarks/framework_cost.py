@@ -25,7 +25,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (add_tree_args, fmt, median, out_dir, ratio, read_summary, run_measured, save, stage_wall,
+from benchmarks.common import (add_tree_args, median, out_dir, ratio, read_summary, run_measured, save, stage_wall,
                                table, total_requests, trees, uf_cli, write_prompts)
 
 FAKE = "benchmarks.fake_engine.FakeEngine"
@@ -162,7 +162,7 @@ def main() -> None:
              f"< {TARGET_RSS_MIB}" if comp >= RSS_AT_COMPLETIONS else "-"),
         ):
             cur, ref = get("current", phase, key), get("ref", phase, key)
-            rows.append([f"{comp // 1000}k compl. {label}", cur, ref, ratio(ref, cur), target])
+            rows.append([f"{comp / 1000:g}k compl. {label}", cur, ref, ratio(ref, cur), target])
     revs = {k: v["rev"] for k, v in results.items()}
     title = (f"(c) framework cost, fake engine: pool {args.pool}, {args.n} completions/prompt, judge overall_rating "
              f"JSON; {', '.join(map(str, sizes))} prompts\n    {revs}; ratio = ref / current (higher: current "

@@ -6,7 +6,8 @@ Every ``POST .../chat/completions`` sleeps ``latency_s`` and answers determinist
   ``response_format`` (``{"text_1": {"rating": r, "rationale": "..."}, ...}``), else in the paper's text format
   (``#### Output for Text k`` / ``Rating:`` / ``Rationale:``, sections separated by a blank line, which both our
   parser and distilabel's accept);
-- any other request gets a short text (~60 characters) derived from (model, messages, seed).
+- any other request gets a short text (~60 characters) derived from (model, messages, seed);
+- with ``"stream": true`` the same reply comes as server-sent events (usage too with ``stream_options``).
 
 The server logs each request's start and end (``time.perf_counter`` of this process), model and kind, so a
 benchmark can compute the request span and the requests in flight. ``GET .../models`` lists the model names it
@@ -129,6 +130,24 @@ class LatencyServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream(self, head: dict[str, Any], content: str, usage: dict[str, int], with_usage: bool) -> None:
+                """The reply as server-sent events (``stream: true``): the text in one delta, then the end."""
+                chunk = {**head, "object": "chat.completion.chunk"}
+                events = [
+                    {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content},
+                                           "finish_reason": None}]},
+                    {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                ]
+                if with_usage:
+                    events.append({**chunk, "choices": [], "usage": usage})
+                data = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                raw = data.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's API
                 if self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": [
@@ -152,16 +171,15 @@ class LatencyServer:
                 if srv.latency_s:
                     time.sleep(srv.latency_s)
                 prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
-                self._send(200, {
-                    "id": f"chatcmpl-{start:.6f}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model"),
-                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1,
-                              "total_tokens": prompt_chars // 4 + len(content) // 4 + 2},
-                })
+                usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1,
+                         "total_tokens": prompt_chars // 4 + len(content) // 4 + 2}
+                head = {"id": f"chatcmpl-{start:.6f}", "created": int(time.time()), "model": body.get("model")}
+                if body.get("stream"):
+                    self._stream(head, content, usage, bool((body.get("stream_options") or {}).get("include_usage")))
+                else:
+                    self._send(200, {**head, "object": "chat.completion", "usage": usage,
+                                     "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                                  "message": {"role": "assistant", "content": content}}]})
                 end = time.perf_counter()
                 with srv.lock:
                     srv.log.append(Logged(start, end, str(body.get("model")),

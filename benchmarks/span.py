@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (Tree, add_tree_args, fmt, median, out_dir, ratio, read_summary, run_measured, save,
+from benchmarks.common import (add_tree_args, fmt, median, out_dir, ratio, read_summary, run_measured, save,
                                table, trees, uf_cli, write_prompts)
 from benchmarks.server import LatencyServer, Logged
 
@@ -99,7 +99,8 @@ def main() -> None:
                     raise SystemExit(f"{tree.label} run {rep} failed (exit {proc.returncode}); see {proc.log}")
                 summary = read_summary(run_dir)
                 got = analyse(server.snapshot(), judge, args.k, args.judge_k, latency)
-                got.update(process_wall_s=round(proc.wall_s, 3), wall_time_s=summary.get("wall_time_s"),
+                got.update(process_wall_s=round(proc.wall_s, 3), loadavg=proc.loadavg,
+                           wall_time_s=summary.get("wall_time_s"),
                            failures=summary["generation"]["failures"] + summary["judge"]["failures"])
                 runs.append(got)
                 print(f"{tree.label} run {rep}: span {got['span_s']:.2f} s, ideal {got['ideal_s']:.2f} s, "
