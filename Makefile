@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv, lint (ruff) and run the test suite
 # Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
 #        TORCH_INDEX_URL= (empty: don't try PyTorch's CPU wheel index), VENV=.venv, PYTHON=python3
 VENV ?= .venv
@@ -24,6 +24,7 @@ demo: install
 	$(OFFLINE) $(VENV)/bin/uf-experiments $(ARGS)
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(OFFLINE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tarfile
-import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent.parent  # the checkout these benchmarks live in ("current")
 
@@ -225,7 +226,7 @@ def fmt(x: Any, digits: int = 2) -> str:
 def table(title: str, rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [[fmt(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False)))  # noqa: E731
     out = [title, line(header), line(["-" * w for w in widths]), *(line(r) for r in cells)]
     return "\n".join(out)
 

@@ -26,8 +26,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (HERE, add_tree_args, fmt, median, out_dir, ratio, read_summary, run_measured, save,
-                               table, trees, uf_cli, write_prompts)
+from benchmarks.common import (
+    HERE,
+    add_tree_args,
+    fmt,
+    median,
+    out_dir,
+    ratio,
+    read_summary,
+    run_measured,
+    save,
+    table,
+    trees,
+    uf_cli,
+    write_prompts,
+)
 from benchmarks.server import LatencyServer, Logged
 
 TARGET = 3.0

@@ -25,8 +25,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (add_tree_args, median, out_dir, ratio, read_summary, run_measured, save, stage_wall,
-                               table, total_requests, trees, uf_cli, write_prompts)
+from benchmarks.common import (
+    add_tree_args,
+    median,
+    out_dir,
+    ratio,
+    read_summary,
+    run_measured,
+    save,
+    stage_wall,
+    table,
+    total_requests,
+    trees,
+    uf_cli,
+    write_prompts,
+)
 
 FAKE = "benchmarks.fake_engine.FakeEngine"
 TARGET_MS, TARGET_RSS_MIB, RSS_AT_COMPLETIONS = 0.2, 2048, 256_000
@@ -146,7 +159,7 @@ def main() -> None:
                 break
     rows = []
     for n in sizes:
-        def get(label: str, phase: str, key: str) -> Any:
+        def get(label: str, phase: str, key: str, n: int = n) -> Any:
             e = results.get(label, {}).get("sizes", {}).get(str(n), {})
             return e.get(phase, {}).get(key)
 

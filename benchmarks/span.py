@@ -21,8 +21,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (add_tree_args, fmt, median, out_dir, ratio, read_summary, run_measured, save,
-                               table, trees, uf_cli, write_prompts)
+from benchmarks.common import (
+    add_tree_args,
+    fmt,
+    median,
+    out_dir,
+    ratio,
+    read_summary,
+    run_measured,
+    save,
+    table,
+    trees,
+    uf_cli,
+    write_prompts,
+)
 from benchmarks.server import LatencyServer, Logged
 
 TARGET = 1.1

@@ -74,7 +74,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             if failed:
                 raise RuntimeError(f"{failed} of {len(out)} requests failed in {mode} mode: {out[0].error}")
     engine.close()
-    same = sum(a == b for a, b in zip(texts["whole"], texts["chunked"]))
+    same = sum(a == b for a, b in zip(texts["whole"], texts["chunked"], strict=False))
     return {"package": uf_experiments.__file__, "api": "async complete" if new_api else "generate",
             "whole_s": statistics.median(times["whole"]), "chunked_s": statistics.median(times["chunked"]),
             "whole_cpu_s": statistics.median(cpu["whole"]), "chunked_cpu_s": statistics.median(cpu["chunked"]),

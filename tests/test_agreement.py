@@ -23,15 +23,15 @@ from uf_experiments.agreement import (
     kappa_quadratic,
     pairwise_accuracy,
     reference_field,
-    row_pairs,
     reference_ratings,
+    row_pairs,
     spearman,
     usd_per_1k_judged,
 )
 from uf_experiments.data import given_row_fields, load_prompts
-from uf_experiments.outputs import rated_schema, write_outputs
 from uf_experiments.judge.judging import make_items, rate
 from uf_experiments.judge.judging import outcomes as combine
+from uf_experiments.outputs import rated_schema, write_outputs
 from uf_experiments.records import Completion, GivenCompletion, Request
 
 ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness", "critique"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import tomllib
 
 from tests.fake_openai import TEXT_BLOCK, FakeJudge
 from tests.wandb_reader import read_run

@@ -105,4 +105,5 @@ def test_trl_layout():
     assert rec["prompt"] == [{"role": "user", "content": "instruction p"}]
     assert rec["chosen"] == [{"role": "assistant", "content": "p-gen1"}]
     assert rec["rejected"] == [{"role": "assistant", "content": "p-gen0"}]
-    assert (rec["score_chosen"], rec["score_rejected"], rec["chosen_model"], rec["rejected_model"]) == (5.0, 1.0, "m1", "m0")
+    got = (rec["score_chosen"], rec["score_rejected"], rec["chosen_model"], rec["rejected_model"])
+    assert got == (5.0, 1.0, "m1", "m0")

@@ -51,7 +51,8 @@ def test_hits_misses_and_failures(tmp_path):
     got = cache.get_many("e", [req(1), req(2), req(3)])
     assert list(got) == [req(1).key]
     hit = got[req(1).key]
-    assert (hit.text, hit.usage, hit.finish_reason, hit.cached, hit.request) == ("answer", Usage(3, 4, 1), "stop", True, req(1))
+    got = (hit.text, hit.usage, hit.finish_reason, hit.cached, hit.request)
+    assert got == ("answer", Usage(3, 4, 1), "stop", True, req(1))
     assert cache.get_many("other-engine", [req(1)]) == {}
     assert len(cache) == 1
 
@@ -102,7 +103,8 @@ def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
     cache = RequestCache(path, claim_ttl_s=60)
     key = cache_key("e", req(1))
     dead_pid = 2**22 + 12345  # above pid_max on this kind of machine: no such process
-    cache._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (key, "other", socket.gethostname(), dead_pid, time.time()))
+    cache._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
+                      (key, "other", socket.gethostname(), dead_pid, time.time()))
     assert cache.claim("e", [req(1)]) == ([req(1)], [])
     cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time() - 120,))
     assert cache.claim("e", [req(1)]) == ([req(1)], [])  # older than claim_ttl_s

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import pandas as pd
@@ -142,17 +141,19 @@ def test_multirun_sweep_has_one_dir_per_job(tmp_path):
     proc = run_cli("-m", "pool.size=2,4", "sampling.n=2", "dataset.limit=3", f"hydra.sweep.dir={sweep}", cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")
-    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2", "1_dataset.limit=3,pool.size=4,sampling.n=2"]
+    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2",
+                                      "1_dataset.limit=3,pool.size=4,sampling.n=2"]
     for job in jobs:  # one offline W&B run per job, all in the sweep's group, named by the overrides
         run = read_run(next((job / "wandb").glob("offline-run-*/run-*.wandb")))
         assert run["group"] == "sweep" and run["job_type"] == "demo"
         assert run["name"] == job.name.split("_", 1)[1]
         assert run["summary"]["cell/pool_size"] == int(job.name.split("pool.size=")[1][0])
     # the sweep ends with its comparison: the files, and one more W&B run in the group (job_type compare)
-    assert {"compare.csv", "compare.md", "totals.json", "usd_per_pair.png"} <= {p.name for p in (sweep / "compare").iterdir()}
+    written = {p.name for p in (sweep / "compare").iterdir()}
+    assert {"compare.csv", "compare.md", "totals.json", "usd_per_pair.png"} <= written
     run = read_run(next((sweep / "compare" / "wandb").glob("offline-run-*/run-*.wandb")))
     assert (run["group"], run["job_type"], run["summary"]["grid/runs"]) == ("sweep", "compare", 2)
-    for job, size in zip(jobs, (2, 4)):
+    for job, size in zip(jobs, (2, 4), strict=False):
         df = pd.read_parquet(job / "rated.parquet")
         assert len(df) == 3
         used = {m for ms in df.generation_models for m in ms}

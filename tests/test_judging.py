@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from tests.fake_openai import FakeJudge, quality
+from tests.fake_openai import FakeJudge
 from uf_experiments.config import AspectConfig, JudgeConfig
 from uf_experiments.engines.openai_engine import OpenAIEngine
 from uf_experiments.judge.judging import make_items, outcomes, rate, shuffled_order

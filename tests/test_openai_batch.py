@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from tests.conftest import compose_config
 from tests.fake_batch import FakeBatchAPI, judge_request
 from tests.fake_openai import FakeJudge, body_key
-from uf_experiments.config import AspectConfig, ModelConfig
+from uf_experiments.config import AspectConfig
 from uf_experiments.costs import api_usd, completion_usd
 from uf_experiments.engines.base import EngineDown, run_sync
 from uf_experiments.engines.cache import cache_key
@@ -281,7 +281,7 @@ def test_batch_true_switches_every_openai_model_keeping_its_settings(compose):
     validate(cfg)
     validate(cfg)  # idempotent
     assert uses_batch(cfg)
-    for name, model in cfg.pool.models.items():
+    for model in cfg.pool.models.values():
         assert dict(model.engine) == {"_target_": BATCH_ENGINE, "base_url": "http://127.0.0.1:9/v1", "timeout_s": 300,
                                       "connect_timeout_s": 10, "max_retries": 6, "state_path": "/tmp/x/requests.sqlite"}
     assert dict(cfg.judge.model.engine) == {"_target_": BATCH_ENGINE, "base_url": None, "timeout_s": 120,
@@ -293,7 +293,7 @@ def test_batch_true_switches_every_openai_model_keeping_its_settings(compose):
 
 
 def test_engine_batch_switches_one_model_and_vllm_models_are_left_alone(compose):
-    from uf_experiments.config import BATCH_ENGINE, ConfigError, OPENAI_ENGINE, is_batch_engine, uses_batch, validate
+    from uf_experiments.config import BATCH_ENGINE, OPENAI_ENGINE, ConfigError, is_batch_engine, uses_batch, validate
 
     cfg = compose(["judge=gpt-4o", "judge.model.engine.batch=true"])
     validate(cfg)
@@ -327,7 +327,8 @@ def test_the_batch_engine_shares_the_request_cache_with_the_plain_engine(compose
         batch_id = engine_identity(OmegaConf.to_container(batch.judge.model.engine), path)
         assert plain_id == batch_id == OpenAIBatchEngine(path, base_url=base_url).identity
         assert (base_url or "http://127.0.0.1:8/v1") in plain_id
-    other = engine_identity({"_target_": "uf_experiments.engines.openai_engine.OpenAIEngine", "base_url": None}, "gpt-y")
+    plain = {"_target_": "uf_experiments.engines.openai_engine.OpenAIEngine", "base_url": None}
+    other = engine_identity(plain, "gpt-y")
     assert other != plain_id  # another model is another identity
 
     r = judge_request(0)

@@ -29,7 +29,8 @@ def command(run_dir: Path, cache: Path) -> list[str]:
     return [sys.executable, "-m", "uf_experiments", "batch=true", "pool=served", "pool.models=[gen-a,gen-b,gen-c]",
             "sampling.n=2", "judge=gpt-4o", "judge.output=text", "aspect=[instruction_following,honesty]",
             "dataset.limit=6", "tracking=none", f"cache.path={cache}", f"hydra.run.dir={run_dir}",
-            "+pool.engine.poll_initial_s=0.05", "+pool.engine.poll_max_s=0.2", "+judge.model.engine.poll_initial_s=0.05",
+            "+pool.engine.poll_initial_s=0.05", "+pool.engine.poll_max_s=0.2",
+            "+judge.model.engine.poll_initial_s=0.05",
             "+judge.model.engine.poll_max_s=0.2"]
 
 

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -44,7 +43,7 @@ def test_run_batch_reads_our_input_file_and_we_read_its_output(tmp_path):
     lines = read_output((tmp_path / "out.jsonl").read_text())
     keys = [cache_key(engine.identity, r) for r in requests]
     assert sorted(lines) == sorted(keys)  # one line per request, matched by our custom_id
-    for r, k in zip(requests[:3], keys[:3]):
+    for r, k in zip(requests[:3], keys[:3], strict=False):
         got = lines[k]
         assert got.error is None and isinstance(got.text, str), got
         assert got.usage.prompt_tokens > 0 and 0 < got.usage.completion_tokens <= r.max_tokens

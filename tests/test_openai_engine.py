@@ -26,7 +26,8 @@ def key_of(r: Request, model: str = "m") -> str:
 
 
 def test_faults_are_retried_and_every_request_answered_once():
-    faults = ["", "FAULTS=429;", "FAULTS=500;", "FAULTS=hang;", "FAULTS=drop;", "FAULTS=429,500,drop;", "FAULTS=503,hang;"]
+    faults = ["", "FAULTS=429;", "FAULTS=500;", "FAULTS=hang;", "FAULTS=drop;", "FAULTS=429,500,drop;",
+              "FAULTS=503,hang;"]
     requests = [req(f"question {i} {faults[i % len(faults)]}", seed=i) for i in range(21)]
     # a hang outlasts the client's timeout by far, and a normal reply (milliseconds) never comes near it
     with FakeJudge(hang_s=8.0, retry_after_s=0.1) as server:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

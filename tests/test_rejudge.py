@@ -40,7 +40,8 @@ def test_rejudging_ultrafeedback_sends_only_judge_requests_and_reports_agreement
     assert summary["metrics"]["agreement"] == {a: rounded(EXPECTED[a]) for a in ASPECTS}
     judged = summary["counts"]["judged"]
     assert judged == 3 * 5
-    assert summary["metrics"]["usd_per_1k_judged"] == round(1000 * summary["cost_usd"]["judge"]["total"] / judged, 6) > 0
+    per_1k = round(1000 * summary["cost_usd"]["judge"]["total"] / judged, 6)
+    assert summary["metrics"]["usd_per_1k_judged"] == per_1k > 0
     rated = pq.read_table(tmp_path / "run" / "rated.parquet").to_pylist()
     assert [r for row in rated for r in row["ratings"]["honesty"]] == MARKERS  # the judge's, per completion
     assert all(set(row["reference_ratings"]) == set(ASPECTS) for row in rated)  # beside the references

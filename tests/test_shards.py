@@ -77,7 +77,8 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
         d = tmp_path / name
         (d / ".hydra").mkdir(parents=True)
         (d / ".hydra" / "config.yaml").write_text(
-            f"seed: {seed}\naspect: {{}}\nbinarize: {{score: null}}\ndataset: {{shard: {{index: {index}, count: {count}}}}}\n")
+            f"seed: {seed}\naspect: {{}}\nbinarize: {{score: null}}\n"
+            f"dataset: {{shard: {{index: {index}, count: {count}}}}}\n")
         (d / "summary.json").write_text(json.dumps({"experiment": "x", "counts": {}}))
         return d
 

@@ -189,7 +189,7 @@ def test_a_two_cell_sweep_runs_as_two_slurm_jobs(cluster, tmp_path):
     cells = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())  # not compare/ or .submitit/
     assert [c.name.split("_", 1)[0] for c in cells] == ["0", "1"]
     engine_calls = 0
-    for cell, size in zip(cells, (2, 3)):
+    for cell, size in zip(cells, (2, 3), strict=False):
         summary = json.loads((cell / "summary.json").read_text())
         rows = pq.read_table(cell / "rated.parquet").to_pylist()
         assert len(rows) == 4 and summary["counts"]["prompts"] == 4 and summary["counts"]["completions"] == 8

@@ -143,20 +143,20 @@ def test_a_sweep_ends_with_its_comparison_in_w_and_b(tmp_path: Path):
         proc = sweep_cli(server, tmp_path / "sweep", cache)
         quiet = sweep_cli(server, tmp_path / "quiet", cache, "tracking=none")
         plan = sweep_cli(server, tmp_path / "plan", cache, "plan=true")
-    sweep = tmp_path / "sweep"
-    cells = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")
+    sweep_dir = tmp_path / "sweep"
+    cells = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "compare")
     assert [c.name.split("_")[0] for c in cells] == ["0", "1"]
-    written = sorted(p.name for p in (sweep / "compare").iterdir())
+    written = sorted(p.name for p in (sweep_dir / "compare").iterdir())
     assert written == sorted(["compare.csv", "compare.md", "totals.json", "wandb", *compare.PLOTS])
-    assert "compare: 2 runs: " in proc.stdout and f"-> {sweep / 'compare'}/" in proc.stdout
+    assert "compare: 2 runs: " in proc.stdout and f"-> {sweep_dir / 'compare'}/" in proc.stdout
 
-    run = only_run(sweep / "compare" / "wandb")
+    run = only_run(sweep_dir / "compare" / "wandb")
     assert (run["group"], run["job_type"]) == ("sweep", "compare")  # the cells' group: the sweep dir's name
     table_step = next(h for h in run["history"] if h.get("compare/_type") == "table-file")
     table = json.loads((run["dir"] / "files" / table_step["compare/path"]).read_text())
     header = table["columns"]
     assert [r[header.index("pool.size")] for r in table["data"]] == ["2", "3"]
-    for cell, row in zip(cells, table["data"]):
+    for cell, row in zip(cells, table["data"], strict=False):
         cell_run = only_run(cell / "wandb")
         assert cell_run["group"] == "sweep"
         assert cell_run["summary"]["cell/pool_size"] == int(row[header.index("pool.size")])

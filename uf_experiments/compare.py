@@ -464,7 +464,7 @@ def _bars(ax: Any, rows: Sequence[Row], values: Sequence[float | None], color: s
     keys = varying_keys(rows)
     x = range(len(rows))
     bars = ax.bar(x, [v or 0 for v in values], color=color)
-    for bar, r in zip(bars, rows):
+    for bar, r in zip(bars, rows, strict=False):
         if r["status"] == STOPPED:
             bar.set(hatch="//", edgecolor="tab:red", label=STOPPED_LABEL)
             ax.legend(handles=[bar], fontsize="small")
@@ -472,7 +472,7 @@ def _bars(ax: Any, rows: Sequence[Row], values: Sequence[float | None], color: s
     ax.set_xticks(list(x), [_label(r, keys) for r in rows], rotation=30 if crowded else 0,
                   ha="right" if crowded else "center", fontsize="small")
     ax.set_xlabel("run")
-    for i, (v, why) in enumerate(zip(values, why_empty)):
+    for i, (v, why) in enumerate(zip(values, why_empty, strict=False)):
         if v is None:
             ax.annotate(why, (i, 0), ha="center", va="bottom", fontsize="small", color="dimgray")
 
@@ -482,11 +482,12 @@ STOPPED_LABEL = "stopped before finishing (see compare.md)"
 
 def _mark_stopped(ax: Any, rows: Sequence[Row], values: Sequence[float]) -> None:
     """A red cross over the points of runs that stopped early: their numbers cover only part of the work."""
-    pts = [(float(r["overrides"][POOL_SIZE]), v) for r, v in zip(rows, values)
+    pts = [(float(r["overrides"][POOL_SIZE]), v) for r, v in zip(rows, values, strict=False)
            if r["status"] == STOPPED and not math.isnan(v)]
     if pts:
         labelled = STOPPED_LABEL in ax.get_legend_handles_labels()[1]
-        ax.scatter(*zip(*pts), marker="x", s=90, color="tab:red", zorder=5, label=None if labelled else STOPPED_LABEL)
+        ax.scatter(*zip(*pts, strict=False), marker="x", s=90, color="tab:red", zorder=5,
+                   label=None if labelled else STOPPED_LABEL)
 
 
 def _why_none(row: Row) -> str:
@@ -525,7 +526,9 @@ def plot_usd_per_pair(rows: Sequence[Row], path: Path) -> Path:
             empty = all(math.isnan(u) for u in usd)
             ax_usd.plot(x, usd, marker="o", color=color,
                         label=name + (" (no pairs or $ unknown)" if empty else " (attributed)"))
-            if any(not math.isnan(p) and (math.isnan(u) or abs(p - u) > 1e-12) for p, u in zip(paid, usd)):
+            differs = (not math.isnan(p) and (math.isnan(u) or abs(p - u) > 1e-12)
+                       for p, u in zip(paid, usd, strict=False))
+            if any(differs):
                 ax_usd.plot(x, paid, marker="o", markerfacecolor="none", linestyle="--", color=color, alpha=0.7,
                             label=name + " (paid by this cell)")
             ax_pairs.plot(x, [r["pairs"] or 0 for r in line], marker="o", color=color, label=name)
@@ -570,7 +573,7 @@ def plot_pairs_per_usd(rows: Sequence[Row], path: Path) -> Path:
             y = [_num(r["pairs_per_usd"]) for r in line]
             ax.plot(x, y, marker="o", color=f"C{i % 10}", label=name)
             _mark_stopped(ax, line, y)
-            for xi, yi in zip(x, y):
+            for xi, yi in zip(x, y, strict=False):
                 if not math.isnan(yi):
                     points[xi].append((yi, i))
         top = max((y for here in points.values() for y, _ in here), default=0)
@@ -624,7 +627,7 @@ def rating_counts(rows: Sequence[Row]) -> tuple[dict[str, Counter], list[str]]:
                 if ratings[a] is None:
                     continue
                 used[a] = None
-                for model, value in zip(rec["generation_models"], ratings[a]):
+                for model, value in zip(rec["generation_models"], ratings[a], strict=False):
                     counts[model][NO_RATING if value is None else value] += 1
     return dict(sorted(counts.items())), list(used)
 
@@ -689,7 +692,7 @@ def _bins(values: Sequence[float]) -> list[float]:
     distinct = sorted(set(values))
     if not distinct:
         return [-0.5, 0.5]
-    gaps = [b - a for a, b in zip(distinct, distinct[1:]) if b - a > 1e-9]
+    gaps = [b - a for a, b in zip(distinct, distinct[1:], strict=False) if b - a > 1e-9]
     step = min(gaps) if gaps else 1.0
     n = round((distinct[-1] - distinct[0]) / step) + 1
     if n > 40:
@@ -709,7 +712,7 @@ def plot_margin_histogram(rows: Sequence[Row], path: Path) -> Path:
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.6), sharex=True, sharey=True,
                              squeeze=False, constrained_layout=True)
     keys = varying_keys(rows)
-    for ax, row, ms in zip(axes.flat, rows, data):
+    for ax, row, ms in zip(axes.flat, rows, data, strict=False):
         title = _label(row, keys, ", ", "defaults")
         if ms:
             ax.hist(ms, bins=bins, color="tab:blue", edgecolor="black", linewidth=0.4)
@@ -722,7 +725,7 @@ def plot_margin_histogram(rows: Sequence[Row], path: Path) -> Path:
         ax.tick_params(labelbottom=True, labelleft=True)
         ax.yaxis.get_major_locator().set_params(integer=True)
     axes[0, 0].set_ylim(0, axes[0, 0].get_ylim()[1] * 1.1)  # shared y: headroom above the tallest bar
-    centres = [(a + b) / 2 for a, b in zip(bins, bins[1:])]
+    centres = [(a + b) / 2 for a, b in zip(bins, bins[1:], strict=False)]
     if len(centres) <= 12 and all(abs(c * 2 - round(c * 2)) < 1e-9 for c in centres):
         axes[0, 0].set_xticks(centres, [_cell(c) for c in centres])  # a tick under each bar on a 0.5 grid
     for ax in axes.flat[len(rows):]:

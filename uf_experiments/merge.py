@@ -13,9 +13,8 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
 from types import SimpleNamespace
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -23,7 +22,6 @@ from uf_experiments.agreement import agreement_metrics, reference_field, usd_per
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
-
 
 DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
                   "dropped_empty_completions")
@@ -49,7 +47,7 @@ def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
         elif isinstance(value, dict):
             _add(into.setdefault(key, {}), value)
         elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
-            into[key] = [a + b for a, b in zip(into.get(key, [0] * len(value)), value)]
+            into[key] = [a + b for a, b in zip(into.get(key, [0] * len(value)), value, strict=True)]
         else:
             into.setdefault(key, value)
 
@@ -70,14 +68,15 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     shards = [_shard_config(r) for r in runs]
     count = shards[0][1]
     if sorted(i for i, _, _ in shards) != list(range(count)) or any(c != count for _, c, _ in shards):
-        got = ", ".join(f"{r.name}: {i}/{c}" for r, (i, c, _) in zip(runs, shards))
+        got = ", ".join(f"{r.name}: {i}/{c}" for r, (i, c, _) in zip(runs, shards, strict=True))
         raise MergeError(f"need shards 0..{count - 1} of {count}, each once (got {got})")
     if any(rest != shards[0][2] for _, _, rest in shards[1:]):
         raise MergeError("the shards differ in more than dataset.shard.index: merge only shards of one run")
     cfg = shards[0][2]
     rows = sorted((row for r in runs for row in _read_rows(r / "rated.parquet")), key=lambda row: row["prompt_index"])
     order = {row["prompt_id"]: row["prompt_index"] for row in rows}
-    pairs = sorted((p for r in runs for p in _read_rows(r / "preferences.parquet")), key=lambda p: order[p["prompt_id"]])
+    pairs = sorted((p for r in runs for p in _read_rows(r / "preferences.parquet")),
+                   key=lambda p: order[p["prompt_id"]])
 
     summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
     summary: dict[str, Any] = {"experiment": summaries[0]["experiment"], "run_dir": str(out),

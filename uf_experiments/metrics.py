@@ -66,7 +66,7 @@ class Metrics:
                 self.asked[a] += 1
                 self.failed[a] += status != "ok"
         scores = completion_scores(row["ratings"], len(row["generations"]), self.score, self.mean_over)
-        for i, (text, s) in enumerate(zip(row["generations"], scores)):
+        for i, (text, s) in enumerate(zip(row["generations"], scores, strict=True)):
             if s is not None:
                 model = row["generation_models"][i]
                 self.model_sum[model] += s

@@ -15,7 +15,8 @@ log = logging.getLogger("uf_experiments.progress")
 
 
 class Progress:
-    def __init__(self, totals: dict[str, int], meter: Meter, interval_s: float = 10.0, live: bool | None = None) -> None:
+    def __init__(self, totals: dict[str, int], meter: Meter, interval_s: float = 10.0,
+                 live: bool | None = None) -> None:
         self.totals = dict(totals)
         self.done = dict.fromkeys(totals, 0)
         self.meter = meter

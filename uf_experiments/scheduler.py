@@ -20,7 +20,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 

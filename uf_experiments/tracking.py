@@ -76,7 +76,8 @@ class WandbTracker:
         try:
             import wandb
         except ImportError as exc:
-            raise ImportError(f"tracking=wandb needs wandb ({exc}): `pip install wandb`, or run with tracking=none") from exc
+            raise ImportError(f"tracking=wandb needs wandb ({exc}): `pip install wandb`, "
+                              "or run with tracking=none") from exc
         self._wandb = wandb
         self._config = config
         mode = cfg.mode or ("online" if logged_in() else "offline")

@@ -26,10 +26,10 @@ import json
 import logging
 import os
 import socket
-import threading
-import uuid
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,8 @@ class RequestCache:
 
     def beat_once(self, db: sqlite3.Connection | None = None) -> int:
         """Refresh every claim this owner holds (now); the number refreshed."""
-        return (db or self._db).execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self.owner)).rowcount
+        db = db or self._db
+        return db.execute("UPDATE claims SET claimed = ? WHERE owner = ?", (time.time(), self.owner)).rowcount
 
     def _beat(self) -> None:
         """Refresh this owner's claims until closed (its own connection: sqlite3 objects stay in their thread)."""

@@ -498,7 +498,8 @@ class OpenAIBatchEngine:
         client = self._api()
         state = self._db()
         try:
-            uploaded = await client.files.create(file=("uf-experiments-batch.jsonl", body.encode(), "application/jsonl"),
+            upload = ("uf-experiments-batch.jsonl", body.encode(), "application/jsonl")
+            uploaded = await client.files.create(file=upload,
                                                  purpose="batch")
         except openai.APIConnectionError as exc:
             raise self._down(exc, "uploading a batch input file") from exc
@@ -599,7 +600,8 @@ class OpenAIBatchEngine:
             missing = f"batch {sub.id} completed without a line for this request"
         elif batch.status == "failed":
             errors = getattr(getattr(batch, "errors", None), "data", None) or []
-            missing = f"batch {sub.id} failed: " + ("; ".join(_reason(e.model_dump()) or "" for e in errors) or "no reason given")
+            reasons = "; ".join(_reason(e.model_dump()) or "" for e in errors)
+            missing = f"batch {sub.id} failed: " + (reasons or "no reason given")
         else:
             missing = f"batch {sub.id} {batch.status} before answering this request"
         missing += unread
@@ -642,4 +644,6 @@ def format_status(entries: Sequence[Mapping[str, Any]]) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -121,7 +121,8 @@ class VLLMEngine:
             return None
         n = self.prompt_tokens(req)
         if n + req.max_tokens > limit:
-            return f"prompt too long: {n} tokens > limit {limit - req.max_tokens} (max_model_len {limit} - max_tokens {req.max_tokens})"
+            return (f"prompt too long: {n} tokens > limit {limit - req.max_tokens} "
+                    f"(max_model_len {limit} - max_tokens {req.max_tokens})")
         return None
 
     def _chat(self, chunk: list[Request]) -> list[Completion]:

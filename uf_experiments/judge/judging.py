@@ -71,7 +71,8 @@ def shuffled_order(seed: int, prompt_id: str, aspect: str, n: int) -> tuple[int,
     return tuple(order)
 
 
-def make_items(prompt: Prompt, texts: Sequence[str], aspects: Mapping[str, Any], seed: int, swap: bool) -> list[JudgeItem]:
+def make_items(prompt: Prompt, texts: Sequence[str], aspects: Mapping[str, Any], seed: int,
+               swap: bool) -> list[JudgeItem]:
     items = []
     for name, aspect in aspects.items():
         if aspect.per_completion:
@@ -176,7 +177,8 @@ def combine(items: Sequence[JudgeItem], n: int, per_completion: bool, swap_combi
     if second is not None:
         if second.ratings is None:
             if swap_combine == "mean":
-                return Outcome([None] * n, [None] * n, [[] for _ in range(n)], order, "swap pass " + _failure(second), raw)
+                return Outcome([None] * n, [None] * n, [[] for _ in range(n)], order,
+                               "swap pass " + _failure(second), raw)
         else:
             other = [r.rating for r in second.ratings]
             for i, j in combinations(range(n), 2):
@@ -185,11 +187,12 @@ def combine(items: Sequence[JudgeItem], n: int, per_completion: bool, swap_combi
                     compared += 1
                     flips += before != after
             if swap_combine == "mean":
-                ratings = [None if a is None or b is None else (a + b) / 2 for a, b in zip(ratings, other)]
+                ratings = [None if a is None or b is None else (a + b) / 2 for a, b in zip(ratings, other, strict=True)]
     return Outcome(ratings, rationales, types, order, status, raw, flips, compared)
 
 
-def outcomes(items: Sequence[JudgeItem], aspects: Mapping[str, Any], swap_combine: str = "first") -> dict[tuple[str, str], Outcome]:
+def outcomes(items: Sequence[JudgeItem], aspects: Mapping[str, Any],
+             swap_combine: str = "first") -> dict[tuple[str, str], Outcome]:
     """Every (prompt id, aspect) of ``items``, combined: one rating per completion."""
     grouped: dict[tuple[str, str], list[JudgeItem]] = {}
     for it in items:

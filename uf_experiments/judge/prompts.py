@@ -10,7 +10,6 @@ from typing import Any
 from uf_experiments.records import Message, Prompt
 
 
-
 @cache
 def load_template(name: str) -> str:
     try:
@@ -47,7 +46,8 @@ def _text_format(aspect: Any, n: int) -> str:
 
 def _critique_format(output: str) -> str:
     if output == "json":
-        return 'Answer with one JSON object: {"feedback": "<your feedback>", "overall_score": <an integer from 1 to 10>}.'
+        return ('Answer with one JSON object: {"feedback": "<your feedback>", '
+                '"overall_score": <an integer from 1 to 10>}.')
     return "Answer in exactly this format:\n\n### Feedback\n[your feedback]\nOverall Score: [1-10]"
 
 
@@ -74,7 +74,8 @@ def response_schema(aspect: Any, n: int, rationale_max_chars: int | None = None)
         score = {"enum": list(range(aspect.min_rating, aspect.max_rating + 1))}
         return {"type": "object", "properties": {"feedback": text, "overall_score": score},
                 "required": ["feedback", "overall_score"], "additionalProperties": False}
-    rating: dict[str, Any] = {"enum": list(range(aspect.min_rating, aspect.max_rating + 1)) + (["N/A"] if aspect.allow_na else [])}
+    scale: list[Any] = list(range(aspect.min_rating, aspect.max_rating + 1))
+    rating: dict[str, Any] = {"enum": scale + (["N/A"] if aspect.allow_na else [])}
     props: dict[str, Any] = {}
     if aspect.has_types:
         props["types"] = {"type": "array", "items": {"enum": [1, 2, 3]}, "maxItems": 3}

@@ -15,8 +15,8 @@ import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
-from importlib import resources
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
