@@ -57,8 +57,8 @@ ROWS = [
     Row("bad-dataset-path", "`dataset=local dataset.path=/data/nope.jsonl` (no such file)",
         "error: dataset.path=/data/nope.jsonl does not exist: pass an existing .jsonl/.json/.parquet/.csv file"),
     Row("unreadable-file", "`dataset=local dataset.path=prompts.jsonl`, a line of it is not JSON",
-        "error: dataset.path=prompts.jsonl cannot be read as jsonl (JSON parse error: Missing a name for object "
-        "member. in row 1): fix the file or pass another"),
+        "error: dataset.path=prompts.jsonl cannot be read as jsonl (line 2: Expecting property name enclosed in "
+        "double quotes): fix the file or pass another"),
     Row("missing-column", "`dataset=local dataset.path=prompts.jsonl`, rows `{\"prompt\": ..., \"source\": ...}`",
         "error: dataset.path=prompts.jsonl has no column 'instruction' for the instruction (columns: prompt, "
         "source); map yours with dataset.columns.instruction=NAME"),

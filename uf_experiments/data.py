@@ -304,13 +304,52 @@ def _local_rows(path: str) -> Iterable[Mapping[str, Any]]:
     if fmt is None:
         raise ConfigError(f"dataset.path={path}: unsupported file type '{file.suffix}'; "
                           f"use one of {', '.join(LOCAL_FORMATS)}")
+    def unreadable(exc: Exception) -> ConfigError:
+        return ConfigError(f"dataset.path={path} cannot be read as {file.suffix.lower()[1:]} ({_reason(exc)}): "
+                           "fix the file or pass another")
+
+    if file.suffix.lower() in (".jsonl", ".parquet"):
+        # read directly (pyarrow / json): nothing is written outside the run dir, and no `datasets` import here
+        return _file_rows(file, unreadable)
     from datasets import load_dataset
 
     try:
         return load_dataset(fmt, data_files=str(file), split="train")
     except Exception as exc:  # noqa: BLE001 - whatever the reader says, as one line
-        raise ConfigError(f"dataset.path={path} cannot be read as {file.suffix.lower()[1:]} ({_reason(exc)}): "
-                          "fix the file or pass another") from exc
+        raise unreadable(exc) from exc
+
+
+def _file_rows(file: Path, unreadable: Any) -> Iterable[Mapping[str, Any]]:
+    """The rows of a .jsonl file (one JSON object a line) or a .parquet file (read a row group at a time)."""
+    if file.suffix.lower() == ".jsonl":
+        rows = []
+        with file.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise unreadable(ValueError(f"line {n}: {exc.msg}")) from exc
+                if not isinstance(row, dict):
+                    raise unreadable(ValueError(f"line {n} is not a JSON object"))
+                rows.append(row)
+        return rows
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(file)
+    except Exception as exc:  # noqa: BLE001 - whatever the reader says, as one line
+        raise unreadable(exc) from exc
+
+    def batches() -> Iterable[Mapping[str, Any]]:
+        try:
+            for batch in reader.iter_batches(batch_size=1024):
+                yield from batch.to_pylist()
+        except Exception as exc:  # noqa: BLE001
+            raise unreadable(exc) from exc
+
+    return batches()
 
 
 def _hub_rows(repo_id: str, subset: str | None, split: str) -> Iterable[Mapping[str, Any]]:

@@ -119,7 +119,7 @@ def probe(base_url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> P
         ids = tuple(str(m["id"]) for m in reply.json()["data"])
     except Exception:  # noqa: BLE001 - an endpoint that answers, but not with a model list
         return Probe()
-    return Probe(served=ids)
+    return Probe(served=ids or None)  # an empty list tells nothing about the names it serves (some proxies)
 
 
 def _connect_failure(exc: BaseException) -> Probe:

@@ -5,10 +5,12 @@ W&B and the Hub. How each step works lives in its own module: ``requests`` (what
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,10 @@ class Run:
 
     async def _stream(self, prompts: Any, requests: Any, stop: StopState) -> None:
         loop = asyncio.get_running_loop()
+        # `datasets` (~1 s to import) is needed only to write preferences/ at the end: import it in the background
+        # while the engines wait on the network (not at once: the engines' own start-up comes first)
+        loop.call_later(1.0, lambda: threading.Thread(target=importlib.import_module, args=("datasets",),
+                                                      daemon=True).start())
         signals = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 
         def on_signal(sig: signal.Signals) -> None:
