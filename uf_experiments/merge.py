@@ -22,9 +22,7 @@ from uf_experiments.agreement import agreement_metrics, reference_field, usd_per
 from uf_experiments.binarize import BinarizeReport
 from uf_experiments.compare import CompareError, find_runs
 from uf_experiments.records import Pair
-
-DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
-                  "dropped_empty_completions")
+from uf_experiments.summary import RunSummary
 
 
 class MergeError(Exception):
@@ -35,21 +33,6 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist() if path.exists() else []
-
-
-def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
-    """Sum numbers (recursively); lists of numbers (flip counts) element-wise; anything else is kept."""
-    for key, value in other.items():
-        if isinstance(value, bool) or value is None:
-            into.setdefault(key, value)
-        elif isinstance(value, (int, float)):
-            into[key] = round(into.get(key, 0) + value, 6) if isinstance(value, float) else into.get(key, 0) + value
-        elif isinstance(value, dict):
-            _add(into.setdefault(key, {}), value)
-        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
-            into[key] = [a + b for a, b in zip(into.get(key, [0] * len(value)), value, strict=True)]
-        else:
-            into.setdefault(key, value)
 
 
 def _shard_config(run: Path) -> tuple[int, int, dict[str, Any]]:
@@ -78,19 +61,9 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     pairs = sorted((p for r in runs for p in _read_rows(r / "preferences.parquet")),
                    key=lambda p: order[p["prompt_id"]])
 
-    summaries = [json.loads((r / "summary.json").read_text()) for r in runs]
-    summary: dict[str, Any] = {"experiment": summaries[0]["experiment"], "run_dir": str(out),
-                               "merged_from": [str(r) for r in runs], "stopped": None}
-    for part in ("counts", "generation", "judge", "cost_usd", "wall_time_s"):
-        merged: dict[str, Any] = {}
-        for s in summaries:
-            _add(merged, s.get(part) or {})
-        summary[part] = merged
-    for key in DATASET_COUNTS:  # every shard read the whole dataset: these are not per-shard numbers
-        if key in summaries[0].get("counts", {}):
-            summary["counts"][key] = summaries[0]["counts"][key]
-    stopped = [s["stopped"] for s in summaries if s.get("stopped")]
-    summary["stopped"] = "; ".join(stopped) or None
+    parts = [json.loads((r / "summary.json").read_text()) for r in runs]
+    merged = RunSummary.merged(parts, str(out), [str(r) for r in runs])
+    summary = merged.to_dict()
 
     aspects = list(cfg["aspect"])
     mean_over = side_by_side(cfg["aspect"])
@@ -110,7 +83,6 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
         metrics["agreement"] = agreement
         metrics["usd_per_1k_judged"] = usd_per_1k_judged(summary)
     summary["metrics"] = metrics
-    summary["exit_code"] = max((s.get("exit_code") or 0 for s in summaries), default=0)
 
     out.mkdir(parents=True, exist_ok=True)
     judge = cfg["judge"]

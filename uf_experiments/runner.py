@@ -34,7 +34,7 @@ from uf_experiments.principles import name_of as principle_name
 from uf_experiments.progress import Progress
 from uf_experiments.requests import generation_requests
 from uf_experiments.scheduler import Finished, Scheduler
-from uf_experiments.summary import NOT_SENT, StageStats, cost_block
+from uf_experiments.summary import NOT_SENT, RunSummary, StageStats, cost_block
 from uf_experiments.tracking import start_tracker
 
 log = logging.getLogger(__name__)
@@ -317,20 +317,14 @@ class Run:
         if agreement:
             metrics["agreement"] = agreement
             metrics["usd_per_1k_judged"] = usd_per_1k_judged({"cost_usd": costs, "counts": counts})
-        return {
-            "experiment": self.cfg.experiment,
-            "version": __version__,  # the uf-experiments version that made this run
-            "stopped": stop.reason,
-            "exit_code": stop.code,
-            "run_dir": str(self.run_dir),
-            "counts": counts,
-            "generation": generation,
-            "judge": judging,
-            "cost_usd": costs,
-            "wall_time_s": {"load": round(self.load_s, 3), "stream": round(stream_s, 3),
-                            "write": round(write_s, 3), "total": round(time.perf_counter() - self.t0, 3)},
-            "metrics": metrics,
-        }
+        return RunSummary(
+            experiment=self.cfg.experiment, run_dir=str(self.run_dir), stopped=stop.reason, exit_code=stop.code,
+            version=__version__,  # the uf-experiments version that made this run
+            counts=counts, generation=generation, judge=judging, cost_usd=costs,
+            wall_time_s={"load": round(self.load_s, 3), "stream": round(stream_s, 3), "write": round(write_s, 3),
+                         "total": round(time.perf_counter() - self.t0, 3)},
+            metrics=metrics,
+        ).to_dict()
 
     def _table_rows(self, row: dict[str, Any], pairs: Any) -> None:
         """W&B tables: one row per completion and one per pair, up to ``tracking.max_table_rows`` each."""

@@ -136,3 +136,71 @@ def cost_block(generation: dict[str, Any], judge: dict[str, Any]) -> dict[str, A
                      "version, engine time not kept): counted as $0 in total")
     block["notes"] = notes
     return block
+
+
+# Counts every shard of a sharded run reads over the whole dataset (not per-shard numbers: not summed by merge).
+DATASET_COUNTS = ("rows_read", "skipped_empty", "skipped_duplicate", "skipped_few_completions",
+                  "dropped_empty_completions")
+SUMMED_PARTS = ("counts", "generation", "judge", "cost_usd", "wall_time_s")
+
+
+@dataclass
+class RunSummary:
+    """``summary.json``: what a run did, cost and measured. The runner builds one per job; ``merge`` builds one
+    from a sharded run's parts (:meth:`merged`) and recomputes its metrics from the merged rows."""
+
+    experiment: str
+    run_dir: str
+    stopped: str | None = None  # null when the run did all its work, else why not (README, "Exit codes")
+    exit_code: int = 0
+    version: str | None = None
+    counts: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)
+    cost_usd: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    merged_from: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "experiment": self.experiment, "stopped": self.stopped,
+                               "exit_code": self.exit_code, "run_dir": self.run_dir}
+        if self.merged_from is not None:
+            out["merged_from"] = self.merged_from
+        out.update(counts=self.counts, generation=self.generation, judge=self.judge, cost_usd=self.cost_usd,
+                   wall_time_s=self.wall_time_s, metrics=self.metrics)
+        return out
+
+    @classmethod
+    def merged(cls, parts: list[dict[str, Any]], run_dir: str, merged_from: list[str]) -> RunSummary:
+        """The parts' numbers summed (counts, requests, tokens, $, engine and wall seconds; flip counts element-
+        wise), dataset-wide counts taken once, every reason a part stopped, the worst exit code. ``metrics`` is
+        left for the caller to recompute from the merged rows (rates cannot be summed)."""
+        summed: dict[str, dict[str, Any]] = {}
+        for part in SUMMED_PARTS:
+            merged: dict[str, Any] = {}
+            for s in parts:
+                _add(merged, s.get(part) or {})
+            summed[part] = merged
+        for key in DATASET_COUNTS:
+            if key in (parts[0].get("counts") or {}):
+                summed["counts"][key] = parts[0]["counts"][key]
+        stopped = [s["stopped"] for s in parts if s.get("stopped")]
+        return cls(experiment=parts[0]["experiment"], run_dir=run_dir, stopped="; ".join(stopped) or None,
+                   exit_code=max((s.get("exit_code") or 0 for s in parts), default=0),
+                   version=parts[0].get("version"), merged_from=merged_from, **summed)
+
+
+def _add(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Sum numbers (recursively); lists of numbers (flip counts) element-wise; anything else is kept."""
+    for key, value in other.items():
+        if isinstance(value, bool) or value is None:
+            into.setdefault(key, value)
+        elif isinstance(value, (int, float)):
+            into[key] = round(into.get(key, 0) + value, 6) if isinstance(value, float) else into.get(key, 0) + value
+        elif isinstance(value, dict):
+            _add(into.setdefault(key, {}), value)
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+            into[key] = [a + b for a, b in zip(into.get(key, [0] * len(value)), value, strict=True)]
+        else:
+            into.setdefault(key, value)

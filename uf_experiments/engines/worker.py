@@ -35,6 +35,8 @@ from uf_experiments.summary import NOT_SENT, StageStats
 
 log = logging.getLogger(__name__)
 
+LOOKUP_CHUNK = 512  # requests looked up in the cache at once
+
 # Exit codes of a run that stopped before doing all its work (README, "Exit codes").
 EXIT_CONFIG, EXIT_ENDPOINT_DOWN, EXIT_BUDGET, EXIT_SIGINT, EXIT_SIGTERM = 2, 3, 4, 130, 143
 
@@ -97,6 +99,7 @@ class ModelWorker:
         self.identity = model_identity(model_cfg, self.path)
         self.is_api = "openai" in str(model_cfg.engine.get("_target_", "")).lower()
         self.inbox: deque[Request] = deque()
+        self.unlooked: deque[Request] = deque()  # submitted, not yet looked up in the cache
         self.waiting: dict[str, Request] = {}  # claimed by another live job: read from the cache when answered
         self.sealed = False
         self.engine: Any = None
@@ -112,7 +115,16 @@ class ModelWorker:
 
     def submit(self, requests: Sequence[Request]) -> None:
         """Ask for ``requests``: each one's completion is delivered exactly once (possibly before this returns
-        to the loop; never synchronously inside this call)."""
+        to the loop; never synchronously inside this call). A large submission (a pool model's every request)
+        is looked up in the cache a chunk at a time by the worker's loop, so cached answers flow through the
+        judge and into the files while the rest is still being read: memory stays flat at any size."""
+        if len(requests) > LOOKUP_CHUNK:
+            self.unlooked.extend(requests)
+            self._changed.set()
+        else:
+            self._lookup(requests)
+
+    def _lookup(self, requests: Sequence[Request]) -> None:
         if not requests:
             return
         if self.cache is None:
@@ -194,6 +206,11 @@ class ModelWorker:
     async def _dispatch(self) -> None:
         last_poll = time.monotonic()
         while not self.stop.stopped:
+            if self.unlooked:  # (before any send: a vLLM model gets every miss in its first batches)
+                chunk = [self.unlooked.popleft() for _ in range(min(LOOKUP_CHUNK, len(self.unlooked)))]
+                self._lookup(chunk)
+                await asyncio.sleep(0)  # let the answers found so far move on (judge, files)
+                continue
             if self.waiting and time.monotonic() - last_poll >= self.poll_s:
                 self._poll_waiting()
                 last_poll = time.monotonic()
@@ -352,6 +369,8 @@ class ModelWorker:
             self._claim(rest)
 
     def _refuse_rest(self) -> None:
+        while self.unlooked:  # a stopped run still answers what the cache holds
+            self._lookup([self.unlooked.popleft() for _ in range(min(LOOKUP_CHUNK, len(self.unlooked)))])
         why = NOT_SENT + (self.stop.reason or "the run ended")
         while self.inbox:
             self._settle(Completion(self.inbox.popleft(), None, error=why), 0.0)
