@@ -11,6 +11,7 @@ writes them in prompt order, in row groups, so the files equal a run that did on
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from uf_experiments.binarize import pair_to_record
 from uf_experiments.records import Pair
 
+log = logging.getLogger(__name__)
 ROW_GROUP = 1000
 PAIR_COLUMNS = ("prompt_id", "prompt", "chosen", "rejected", "score_chosen", "score_rejected", "chosen_model",
                 "rejected_model")
@@ -87,8 +89,9 @@ class _Stream:
 class OutputWriter:
     """``add(position, row, pairs)`` in any order; the files get them in position order."""
 
-    def __init__(self, run_dir: Path, schema: Any) -> None:
+    def __init__(self, run_dir: Path, schema: Any, saver: DatasetSaver | None = None) -> None:
         self.run_dir = run_dir
+        self.saver = saver
         self.rated = _Stream(run_dir / "rated.parquet", schema)
         self.prefs = _Stream(run_dir / "preferences.parquet", preferences_schema())
         self.pending: dict[int, tuple[dict[str, Any] | None, list[Pair]]] = {}
@@ -117,7 +120,10 @@ class OutputWriter:
             self._write(*self.pending.pop(position))
         self.rated.close()
         self.prefs.close()
-        save_hf_dataset(self.prefs.path, self.run_dir / "preferences")
+        if self.saver is not None:
+            self.saver.save(self.prefs.path, self.run_dir / "preferences")
+        else:
+            save_hf_dataset(self.prefs.path, self.run_dir / "preferences")
         return self.rated.rows, self.prefs.rows
 
 
@@ -131,6 +137,56 @@ def save_hf_dataset(parquet: Path, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     Dataset(InMemoryTable(pq.read_table(parquet))).save_to_disk(str(out))
+
+
+SAVER_SCRIPT = """
+import signal, sys
+from pathlib import Path
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run handles Ctrl-C / SIGTERM and then asks for the save
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+from uf_experiments.outputs import save_hf_dataset  # imports pyarrow; `datasets` below, while the run streams
+import datasets  # noqa: F401
+line = sys.stdin.readline().rstrip("\\n")
+if line:
+    parquet, out = line.split("\\t")
+    save_hf_dataset(Path(parquet), Path(out))
+    print("saved", flush=True)
+"""
+
+
+class DatasetSaver:
+    """Writes ``preferences/`` (a HF dataset directory) from ``preferences.parquet`` in a child process started
+    at the beginning of the run: importing ``datasets`` takes about a second of CPU, which the child spends on
+    the other core while the run streams, instead of the run spending it at the end. If the child is gone or
+    fails, the directory is written in this process instead."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        try:
+            self.proc: Any = subprocess.Popen([sys.executable, "-c", SAVER_SCRIPT], stdin=subprocess.PIPE,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError:
+            self.proc = None
+
+    def save(self, parquet: Path, out: Path) -> None:
+        if self.proc is not None:
+            try:
+                stdout, stderr = self.proc.communicate(f"{parquet}\t{out}\n", timeout=600)
+                if self.proc.returncode == 0 and stdout.strip() == "saved":
+                    return
+                log.warning("writing %s in a child process failed (%s); writing it here", out,
+                            (stderr or "").strip().splitlines()[-1:] or self.proc.returncode)
+            except Exception:  # noqa: BLE001 - any trouble with the child: do it here
+                log.warning("writing %s in a child process failed; writing it here", out, exc_info=True)
+                self.close()
+        save_hf_dataset(parquet, out)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def write_outputs(run_dir: Path, schema: Any, rows: Sequence[dict[str, Any]], pairs: Sequence[Pair]) -> None:

@@ -5,12 +5,10 @@ W&B and the Hub. How each step works lives in its own module: ``requests`` (what
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from uf_experiments.data import check_inputs, given_row_fields, load_prompts
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.engines.worker import EXIT_SIGINT, EXIT_SIGTERM, StopState
 from uf_experiments.metrics import Metrics, flip_rates, judged
-from uf_experiments.outputs import OutputWriter, rated_schema
+from uf_experiments.outputs import DatasetSaver, OutputWriter, rated_schema
 from uf_experiments.plan import plan_run
 from uf_experiments.preflight import check_endpoints
 from uf_experiments.principles import name_of as principle_name
@@ -159,7 +157,7 @@ class Run:
         float_ratings = cfg.judge.swap and _enum(cfg.judge.swap_combine) == "mean"
         self.given = completions_given(cfg)
         extra = [reference_field(cfg.aspect)] if self.given else []
-        self.writer = OutputWriter(run_dir, rated_schema(cfg.aspect, float_ratings, extra))
+        self.writer = OutputWriter(run_dir, rated_schema(cfg.aspect, float_ratings, extra), DatasetSaver())
         self.agreement = Agreement(self.aspects, cfg.aspect)
         self.counts = dict(rated_rows=0, completions=0, generation_failures=0, judge_items=0, judged=0,
                            parse_failures=0, not_judged=0, prompts_too_few_completions=0, pairs=0, ties=0,
@@ -185,6 +183,10 @@ class Run:
         t = time.perf_counter()
         try:
             asyncio.run(self._stream(prompts, requests, stop))
+        except BaseException:
+            if self.writer.saver is not None:
+                self.writer.saver.close()
+            raise
         finally:
             self.progress.close()
         stream_s = time.perf_counter() - t
@@ -215,10 +217,6 @@ class Run:
 
     async def _stream(self, prompts: Any, requests: Any, stop: StopState) -> None:
         loop = asyncio.get_running_loop()
-        # `datasets` (~1 s to import) is needed only to write preferences/ at the end: import it in the background
-        # while the engines wait on the network (not at once: the engines' own start-up comes first)
-        loop.call_later(1.0, lambda: threading.Thread(target=importlib.import_module, args=("datasets",),
-                                                      daemon=True).start())
         signals = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}
 
         def on_signal(sig: signal.Signals) -> None:
