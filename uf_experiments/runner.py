@@ -160,7 +160,7 @@ class Run:
         self.writer = OutputWriter(run_dir, rated_schema(cfg.aspect, float_ratings, extra), DatasetSaver())
         self.agreement = Agreement(self.aspects, cfg.aspect)
         self.counts = dict(rated_rows=0, completions=0, generation_failures=0, judge_items=0, judged=0,
-                           parse_failures=0, not_judged=0, prompts_too_few_completions=0, pairs=0, ties=0,
+                           parse_failures=0, not_judged=0, pairs=0, ties=0,
                            ties_dropped=0, skipped_unscored=0)
         self.flips = {a: [0, 0] for a in self.aspects}
         self.table_cap = int(cfg.tracking.get("max_table_rows") or 20000)
@@ -258,8 +258,6 @@ class Run:
         if not f.completions:
             self.writer.skip(f.position)
             return
-        if not f.judged and f.completions and next(iter(f.outcomes.values())).status.startswith("not judged: only"):
-            c["prompts_too_few_completions"] += 1
         row = build_row(f, self.judge_name)
         report = binarize([row], self.recipe, self.score, self.ties, self.seed, self.mean_over)
         self.metrics.add_row(row)
@@ -302,6 +300,7 @@ class Run:
             "prompts": len(prompts),
             "generation_requests": sum(len(r) for r in requests),
             **c,
+            "prompts_too_few_completions": self.scheduler.prompts_too_few,
             "not_sent": generation["not_sent"] + judging["not_sent"],
             "judge_requests": judging["requests"] - judging["not_sent"],
             "engine_calls": generation["engine_calls"] + judging["engine_calls"],

@@ -98,8 +98,7 @@ class Scheduler:
         self.judging: dict[str, tuple[PromptState, JudgeItem]] = {}
         self.unfinished = len(self.states)
         self.done = asyncio.Event()
-        self.judge_requests = 0
-        self.prompts_too_few = 0
+        self.prompts_too_few = 0  # judged no: fewer than two successful completions of two or more asked
         # aspect -> field -> texts whose accepted rating came without it (a Type: line, a rationale)
         self.missing_fields: dict[str, dict[str, int]] = {a: {} for a in self.aspects}
 
@@ -176,8 +175,7 @@ class Scheduler:
         done = state.successful()
         asked = len(state.requests)
         if len(done) < min(2, asked) or not done:  # (given completions: asked=0, the loader kept >= 2)
-            if done:
-                self.prompts_too_few += 1
+            self.prompts_too_few += 1
             reason = f"only {len(done)} of {asked} completions"
             self._finish(state, judged=False, reason=reason)
             return
@@ -195,7 +193,6 @@ class Scheduler:
     def _request(self, state: PromptState, item: JudgeItem) -> Request:
         req = request_for(item, self.judge_cfg, self.aspects[item.aspect], self.seed)
         self.judging[req.key] = (state, item)
-        self.judge_requests += 1
         return req
 
     def _judged(self, c: Completion) -> None:
