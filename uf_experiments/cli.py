@@ -285,17 +285,19 @@ def precheck(argv: list[str], max_cells: int = 256) -> str | None:
 
 
 def ensure_plugins_importable() -> None:
-    """Hydra loads plugins only from the ``hydra_plugins`` package: make ours (``hydra_plugins/uf_experiments_sweeper``,
-    beside the ``uf_experiments`` package) importable, also from an editable install made before it existed."""
-    import importlib.util
-
+    """Hydra finds plugins by scanning the directories of the ``hydra_plugins`` namespace package: make ours
+    (``hydra_plugins/uf_experiments_sweeper``, beside the ``uf_experiments`` package) be in one of them. A wheel
+    installs it there; an editable install serves it through an import hook that Hydra's scan does not see, so
+    the clone's top directory is added to ``sys.path`` (the namespace package's directories follow it)."""
+    root = Path(__file__).resolve().parent.parent  # a clone's top, or site-packages
     try:
-        found = importlib.util.find_spec("hydra_plugins.uf_experiments_sweeper") is not None
-    except ModuleNotFoundError:
-        found = False
-    root = str(Path(__file__).resolve().parent.parent)  # a clone's top, or site-packages
-    if not found and root not in sys.path:
-        sys.path.append(root)
+        import hydra_plugins
+
+        scanned = [Path(p) for p in hydra_plugins.__path__]
+    except ImportError:
+        scanned = []
+    if not any((p / "uf_experiments_sweeper").is_dir() for p in scanned) and str(root) not in sys.path:
+        sys.path.append(str(root))
 
 
 def print_version(argv: list[str]) -> bool:
