@@ -230,7 +230,7 @@ class RunConfig:
     budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more
     batch: bool = False  # batch=true: every OpenAI-compatible model goes through the Batch API (half price, <= 24 h)
     stop_grace_s: float = 30.0  # after a stop (signal, endpoint down, budget): wait this long for requests in flight
-    progress_interval_s: float = 10.0  # without a terminal: one progress line this often
+    progress_interval_s: float = 5.0  # without a terminal: one progress line this often
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
