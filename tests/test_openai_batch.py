@@ -105,11 +105,7 @@ def test_the_batch_body_is_what_the_openai_engine_sends():
 
     requests = [judge_request(0), judge_request(1, json_mode=True)]
     with FakeJudge() as server:
-        eng = OpenAIEngine("gpt-x", base_url=server.base_url)
-        if hasattr(eng, "complete"):
-            run_sync(eng, requests)
-        else:  # the engine before the async seam
-            eng.generate(requests)
+        run_sync(OpenAIEngine("gpt-x", base_url=server.base_url), requests)
     sent = sorted(server.requests, key=lambda b: b["seed"])
     assert sent == [chat_body("gpt-x", r) for r in requests]
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from uf_experiments.engines.base import Emit, EngineDown
 from uf_experiments.engines.cache import cache_key, engine_identity
+from uf_experiments.engines.openai_engine import chat_body
 from uf_experiments.records import Completion, Request, Usage
 
 log = logging.getLogger(__name__)
@@ -89,24 +90,6 @@ CREATE TABLE IF NOT EXISTS batch_results (
 
 
 # ---------------------------------------------------------------- the file format
-
-
-def chat_body(model: str, req: Request) -> dict[str, Any]:
-    """The chat-completions body of one request: the same body ``OpenAIEngine`` sends."""
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": list(req.messages),
-        "max_tokens": req.max_tokens,
-        "temperature": req.temperature,
-        "top_p": req.top_p,
-        "seed": req.seed,
-    }
-    if req.response_format is not None:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "ratings", "schema": req.response_format, "strict": False},
-        }
-    return body
 
 
 def input_line(custom_id: str, body: Mapping[str, Any]) -> str:

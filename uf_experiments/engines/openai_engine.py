@@ -119,6 +119,24 @@ def _transport(breaker: Breaker) -> Any:
     return BreakerTransport()
 
 
+def chat_body(model: str, req: Request) -> dict[str, Any]:
+    """The chat-completions body of one request (the Batch API engine writes the same body into its files)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": list(req.messages),
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "seed": req.seed,
+    }
+    if req.response_format is not None:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "ratings", "schema": req.response_format, "strict": False},
+        }
+    return body
+
+
 class OpenAIEngine:
     """Args mirror conf/model/gpt_*.yaml; ``path`` is the model name the endpoint serves.
 
@@ -184,28 +202,12 @@ class OpenAIEngine:
             self._loop = loop
         return self._client, self._limiter, self._breaker  # type: ignore[return-value]
 
-    def _body(self, req: Request) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(req.messages),
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "seed": req.seed,
-        }
-        if req.response_format is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "ratings", "schema": req.response_format, "strict": False},
-            }
-        return body
-
     async def _one(self, client: Any, limiter: RateLimiter, req: Request) -> Completion:
         import openai
 
         await limiter.acquire(estimate_tokens(req))
         try:
-            resp = await client.chat.completions.create(**self._body(req))
+            resp = await client.chat.completions.create(**chat_body(self.model, req))
         except openai.APIStatusError as exc:
             return Completion(req, None, error=f"HTTP {exc.status_code}: {exc.message}")
         except openai.OpenAIError as exc:  # timeouts, dropped connections after the SDK's retries; an open breaker
