@@ -21,7 +21,7 @@ from uf_experiments.records import Usage
 REPO = Path(__file__).resolve().parents[1]
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 OPENAI_POOL = ["gpt_4_1_nano", "gpt_4o_mini", "gpt_4_1_mini", "gpt_4o"]
-KEY = "sk-fake-quickstart-key-3b1e9d"
+KEY = "test-only-not-a-key-quickstart-3b1e9d"
 
 
 def test_the_quickstart_is_cheap_openai_models_on_the_demo_prompts(compose, monkeypatch):

@@ -170,8 +170,8 @@ def test_an_older_summary_says_what_its_dollars_are():
 
 def test_secrets_in_overrides_are_hidden_and_a_license_is_written():
     text = card.card_text(run_config([]), summary(1, 0.0, 1.0, 0.0, 0.0, 0.0),
-                          ["pool.size=2", "+pool.engine.api_key=sk-live-123"], license="cc-by-4.0")
-    assert "sk-live-123" not in text and "+pool.engine.api_key=***" in text
+                          ["pool.size=2", "+pool.engine.api_key=test-only-secret-123"], license="cc-by-4.0")
+    assert "test-only-secret-123" not in text and "+pool.engine.api_key=***" in text
     assert split_card(text)[0]["license"] == "cc-by-4.0" and "## License" not in text
 
 

@@ -11,7 +11,7 @@ from tests.fake_openai import FakeJudge
 from uf_experiments.config import ConfigError, validate
 from uf_experiments.preflight import check_endpoints, endpoints, preflight
 
-KEY = "sk-preflight-secret-123"
+KEY = "test-only-not-a-key-preflight-123"
 SERVED = ["pool=served", "pool.models=[gen-a,gen-b]", "judge=served", "judge.model.path=judge-x", "tracking=none"]
 
 

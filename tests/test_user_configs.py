@@ -30,7 +30,7 @@ def my_conf(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-only-not-a-key")
 
 
 def test_a_user_experiment_uses_our_models_and_its_own(compose, my_conf):
