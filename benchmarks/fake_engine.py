@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from benchmarks.server import rating_reply
 from uf_experiments.records import Completion, Request, Usage
 
 TEXT_TAG = re.compile(r"<text (\d+)>")
@@ -53,22 +54,7 @@ def reply(req: Request) -> str:
     n = max(int(k) for k in labels)
     typed = "Type:" in user or '"types"' in user
     ratings = [_h(user, seed, str(k)) % 5 + 1 for k in range(1, n + 1)]
-    if req.response_format is not None:
-        out: dict[str, Any] = {}
-        for k, r in enumerate(ratings, 1):
-            item: dict[str, Any] = {"rating": r, "rationale": f"text {k} is adequate"}
-            if typed:
-                item = {"types": [], "type_rationale": "none", **item}
-            out[f"text_{k}"] = item
-        return json.dumps(out)
-    sections = []
-    for k, r in enumerate(ratings, 1):
-        lines = [f"#### Output for Text {k}"]
-        if typed:
-            lines += ["Type: None", "Rationale: nothing to flag"]
-        lines += [f"Rating: {r}", f"Rationale: text {k} is adequate"]
-        sections.append("\n".join(lines))
-    return "\n\n".join(sections)
+    return rating_reply(ratings, req.response_format is not None, typed)
 
 
 def answer(req: Request) -> Completion:

@@ -52,21 +52,26 @@ def judge_reply(user: str, json_mode: bool, seed: Any) -> str | None:
         return None
     n = labels[-1]
     typed = "Type:" in user or '"types"' in user
-    ratings = {k: _digest(user, k, seed) % 5 + 1 for k in range(1, n + 1)}
+    return rating_reply([_digest(user, k, seed) % 5 + 1 for k in range(1, n + 1)], json_mode, typed)
+
+
+def rating_reply(ratings: Sequence[int], json_mode: bool, typed: bool) -> str:
+    """A judge's reply giving text k the rating ``ratings[k-1]``: JSON (``text_k`` keys) or the paper's text
+    format, with the ``Type:`` fields of truthfulness / helpfulness when ``typed``."""
     if json_mode:
         out: dict[str, Any] = {}
-        for k in range(1, n + 1):
-            item: dict[str, Any] = {"rating": ratings[k], "rationale": f"text {k} is adequate"}
+        for k, r in enumerate(ratings, 1):
+            item: dict[str, Any] = {"rating": r, "rationale": f"text {k} is adequate"}
             if typed:
                 item = {"types": [], "type_rationale": "none", **item}
             out[f"text_{k}"] = item
         return json.dumps(out)
     sections = []
-    for k in range(1, n + 1):
+    for k, r in enumerate(ratings, 1):
         lines = [f"#### Output for Text {k}"]
         if typed:
             lines += ["Type: None", "Rationale: nothing to flag"]
-        lines += [f"Rating: {ratings[k]}", f"Rationale: text {k} is adequate"]
+        lines += [f"Rating: {r}", f"Rationale: text {k} is adequate"]
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
 
