@@ -340,6 +340,12 @@ def apply_batch(cfg: DictConfig) -> None:
         model.engine = {"_target_": BATCH_ENGINE, **kwargs}
 
 
+def is_api_engine(engine: Any) -> bool:
+    """An engine config served through an OpenAI-compatible API (the plain or the Batch API engine): priced per
+    token, probed before a run, limited by its endpoint."""
+    return "openai" in str(engine.get("_target_", "")).lower()
+
+
 def is_batch_engine(model: Any) -> bool:
     """True when this model's requests go through the Batch API (after :func:`apply_batch`)."""
     return bool(model.engine) and model.engine.get("_target_") == BATCH_ENGINE

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from uf_experiments.config import is_api_engine, is_batch_engine
 from uf_experiments.records import Completion, Message, Usage
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,12 @@ def usd_at_rate(price: Any, u: Usage, batch: bool = False) -> float:
 
 
 def _is_api(model: Any) -> bool:
-    return "openai" in str(model.engine.get("_target_", "")).lower()
+    return is_api_engine(model.engine)
 
 
 def _is_batch(model: Any) -> bool:
     """Requests of this model go through the Batch API (priced at ``price.batch_discount``)."""
-    return str(model.engine.get("_target_", "")).endswith("OpenAIBatchEngine")
+    return is_batch_engine(model)
 
 
 @lru_cache(maxsize=64)

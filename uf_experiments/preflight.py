@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from uf_experiments.config import ConfigError
+from uf_experiments.config import ConfigError, is_api_engine
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,6 @@ class Probe:
     @property
     def reachable(self) -> bool:
         return self.failure is None
-
-
-def is_api_engine(engine: Mapping[str, Any]) -> bool:
-    """A model served through the OpenAI-compatible engine (the same test costs.py prices API models by)."""
-    return "openai" in str(engine.get("_target_", "")).lower()
 
 
 def endpoints(cfg: Any, env: Mapping[str, str] | None = None) -> list[Endpoint]:

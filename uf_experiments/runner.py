@@ -32,7 +32,7 @@ from uf_experiments.principles import name_of as principle_name
 from uf_experiments.progress import Progress
 from uf_experiments.requests import generation_requests
 from uf_experiments.scheduler import Finished, Scheduler
-from uf_experiments.summary import NOT_SENT, RunSummary, StageStats, cost_block
+from uf_experiments.summary import RunSummary, StageStats, cost_block
 from uf_experiments.tracking import start_tracker
 
 log = logging.getLogger(__name__)
@@ -386,5 +386,3 @@ def build_row(f: Finished, judge_model: str) -> dict[str, Any]:
         row[REFERENCE_COLUMN] = reference_ratings(f.prompt.given, list(got))
     return row
 
-
-__all__ = ["NOT_SENT", "build_row", "run"]

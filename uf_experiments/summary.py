@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from uf_experiments.config import is_api_engine
 from uf_experiments.costs import api_usd
 from uf_experiments.records import Completion, Usage
 
@@ -73,7 +74,7 @@ class StageStats:
             m.cache_hits += 1
             if c.cost_usd is not None:
                 m.total_usd += c.cost_usd
-            elif "openai" in str(model.engine.get("_target_", "")).lower():
+            elif is_api_engine(model.engine):
                 m.total_usd += api_usd(model.price, c.usage)
                 m.priced_from_tokens += 1
             else:

@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from uf_experiments.config import build_engine, resolve_model_path
+from uf_experiments.config import build_engine, is_api_engine, resolve_model_path
 from uf_experiments.costs import Meter, completion_usd, max_request_usd
 from uf_experiments.engines.base import EngineDown
 from uf_experiments.engines.cache import RequestCache, engine_identity
@@ -88,16 +88,14 @@ class DeviceSlot:
 
 class ModelWorker:
     def __init__(self, model_cfg: DictConfig, cache: RequestCache | None, stats: StageStats, meter: Meter,
-                 slot: DeviceSlot, stop: StopState, deliver: Callable[[Completion], None], poll_s: float = 0.5,
-                 on_sent: Callable[[str, int], None] | None = None) -> None:
+                 slot: DeviceSlot, stop: StopState, deliver: Callable[[Completion], None], poll_s: float = 0.5) -> None:
         self.cfg, self.cache, self.stats, self.meter = model_cfg, cache, stats, meter
         self.model = OmegaConf.to_object(model_cfg)  # a plain ModelConfig for the per-request path
         self.slot, self.stop, self._deliver_to, self.poll_s = slot, stop, deliver, poll_s
-        self.on_sent = on_sent
         self.name = model_cfg.name
         self.path = resolve_model_path(model_cfg)
         self.identity = model_identity(model_cfg, self.path)
-        self.is_api = "openai" in str(model_cfg.engine.get("_target_", "")).lower()
+        self.is_api = is_api_engine(model_cfg.engine)
         self.inbox: deque[Request] = deque()
         self.unlooked: deque[Request] = deque()  # submitted, not yet looked up in the cache
         self.waiting: dict[str, Request] = {}  # claimed by another live job: read from the cache when answered
@@ -314,8 +312,6 @@ class ModelWorker:
                 return
             self._settle(c, reserved[i])
 
-        if self.on_sent:
-            self.on_sent(self.name, len(batch))
         try:
             await self.engine.complete(batch, emit)
         except EngineDown as exc:
