@@ -6,6 +6,7 @@ once they lapse."""
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from pathlib import Path
@@ -84,15 +85,17 @@ def test_rpm_holds_across_re_asks(tmp_path, env):
         assert starts[i + 4] - starts[i] >= 0.8, starts
 
 
-def test_a_prompt_with_too_few_completions_is_counted_not_judged(tmp_path, env):
+def test_a_prompt_with_too_few_completions_is_counted_not_judged(tmp_path, env, caplog):
     data = tmp_path / "p.jsonl"
     rows = [{"prompt_id": "ok1", "source": "flan", "instruction": "Fine question one"},
             {"prompt_id": "bad", "source": "flan", "instruction": "Half fails FAIL_MODEL=gen-b;"},
             {"prompt_id": "ok2", "source": "flan", "instruction": "Fine question two"}]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with FakeJudge() as server:
+    with FakeJudge() as server, caplog.at_level(logging.INFO, logger="uf_experiments.progress"):
         env(server)
         summary = run(served(tmp_path, data, "sampling.n=2"), tmp_path / "run")
+    # the judge's progress total was settled to what was judged (it assumed every completion would arrive)
+    assert [r.getMessage() for r in caplog.records][-1].startswith("progress: generation 6/6  judge 2/2 ")
     c = summary["counts"]
     assert c["prompts_too_few_completions"] == 1 and c["generation_failures"] == 1 and c["completions"] == 5
     assert c["judge_items"] == 2 and c["not_judged"] == 1 and summary["exit_code"] == 0

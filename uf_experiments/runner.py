@@ -24,6 +24,7 @@ from uf_experiments.costs import Meter, format_plan
 from uf_experiments.data import check_inputs, given_row_fields, load_prompts
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.engines.worker import EXIT_SIGINT, EXIT_SIGTERM, StopState
+from uf_experiments.judge.judging import item_count
 from uf_experiments.metrics import Metrics, flip_rates, judged
 from uf_experiments.outputs import DatasetSaver, OutputWriter, rated_schema
 from uf_experiments.plan import plan_run
@@ -177,7 +178,7 @@ class Run:
         self.gen_stats, self.judge_stats = StageStats(), StageStats()
         self.meter = Meter(cfg.budget_usd)
         per_prompt = sum(len(reqs) for reqs in requests)
-        self.progress = Progress({"generation": per_prompt, "judge": self._judge_items(prompts)}, self.meter,
+        self.progress = Progress({"generation": per_prompt, "judge": self._judge_items(prompts, requests)}, self.meter,
                                  interval_s=cfg.progress_interval_s)
         stop = StopState(grace_s=cfg.stop_grace_s)
         t = time.perf_counter()
@@ -207,13 +208,11 @@ class Run:
             self._push()
         return summary
 
-    def _judge_items(self, prompts: Any) -> int:
-        aspects = list(self.cfg.aspect.values())
-        total = 0
-        for p in prompts:
-            n = len(p.given) if p.given else self.cfg.sampling.n
-            total += sum(n if a.per_completion else 1 + (self.cfg.judge.swap and n > 1) for a in aspects)
-        return total
+    def _judge_items(self, prompts: Any, requests: Any) -> int:
+        """The judge's progress total if every completion asked for arrives (the scheduler settles it)."""
+        swap = bool(self.cfg.judge.swap)
+        return sum(item_count(self.cfg.aspect, swap, len(p.given) or len(reqs))
+                   for p, reqs in zip(prompts, requests, strict=True))
 
     async def _stream(self, prompts: Any, requests: Any, stop: StopState) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.costs import Meter
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.engines.worker import DeviceSlot, ModelWorker, StopState
-from uf_experiments.judge.judging import JudgeItem, Outcome, make_items, request_for, settle
+from uf_experiments.judge.judging import JudgeItem, Outcome, item_count, make_items, request_for, settle
 from uf_experiments.judge.judging import outcomes as combine_outcomes
 from uf_experiments.metrics import NOT_JUDGED
 from uf_experiments.progress import Progress
@@ -174,17 +174,22 @@ class Scheduler:
     def _ready(self, state: PromptState) -> None:
         done = state.successful()
         asked = len(state.requests)
+        # the judge's progress total counted every completion asked for; settle it to what is judged
+        expected = item_count(self.aspects, self.swap, len(state.completions))
         if len(done) < min(2, asked) or not done:  # (given completions: asked=0, the loader kept >= 2)
             self.prompts_too_few += 1
             reason = f"only {len(done)} of {asked} completions"
+            self.progress.add_total("judge", -expected)
             self._finish(state, judged=False, reason=reason)
             return
         if self.stop.stopped:
+            self.progress.add_total("judge", -expected)
             self._finish(state, judged=False, reason=f"the run stopped ({self.stop.reason})")
             return
         texts = [c.text for c in done]
         state.items = make_items(state.prompt, texts, self.aspects, self.seed, self.swap)
         state.open_items = len(state.items)
+        self.progress.add_total("judge", len(state.items) - expected)
         reqs = [self._request(state, it) for it in state.items]
         self.judge.submit(reqs)
 

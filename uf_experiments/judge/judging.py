@@ -86,6 +86,11 @@ def make_items(prompt: Prompt, texts: Sequence[str], aspects: Mapping[str, Any],
     return items
 
 
+def item_count(aspects: Mapping[str, Any], swap: bool, n: int) -> int:
+    """How many items :func:`make_items` makes for a prompt with ``n`` completions."""
+    return sum(n if a.per_completion else 1 + (swap and n > 1) for a in aspects.values())
+
+
 def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
     output = str(getattr(judge.output, "value", judge.output))
     shown = [item.texts[i] for i in item.order]
