@@ -113,18 +113,25 @@ def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
 
 
 def test_a_live_owner_keeps_its_claims_fresh(tmp_path):
+    """The heartbeat (``beat_once``, which the owner's background thread calls every claim_ttl_s / 4) keeps a claim
+    fresh; without it the claim goes stale and another job takes the request over. Tested by calling the beat
+    and ageing the claim in the file, not by sleeping against the TTL."""
     import time
 
     path = tmp_path / "c.sqlite"
-    owner = RequestCache(path, claim_ttl_s=0.4)  # refreshes every 0.1 s
-    other = RequestCache(path, claim_ttl_s=0.4)
+    owner = RequestCache(path, claim_ttl_s=60)
+    other = RequestCache(path, claim_ttl_s=60)
     assert owner.claim("e", [req(1)]) == ([req(1)], [])
-    time.sleep(1.0)  # well past the TTL: only the heartbeat keeps the claim alive
-    assert other.claim("e", [req(1)]) == ([], [req(1)])
-    owner.close()  # the heartbeat stops; the claim goes stale
-    time.sleep(0.6)
-    other.claim_ttl_s = 0.4
-    owner_row = other._db.execute("SELECT owner FROM claims").fetchone()[0]
-    assert owner_row == owner.owner
-    # same host and pid (one test process): staleness is what frees it here
+
+    def age(seconds: float) -> None:
+        other._db.execute("UPDATE claims SET claimed = ?", (time.time() - seconds,))
+
+    age(120)  # older than the TTL ...
+    assert owner.beat_once() == 1  # ... until its owner's heartbeat refreshes it
+    assert other.claim("e", [req(1)]) == ([], [req(1)])  # respected: the owner is alive and beating
+    age(120)  # no beat since: stale (same host and pid here, so staleness is what frees it)
+    assert other._db.execute("SELECT owner FROM claims").fetchone()[0] == owner.owner
     assert other.claim("e", [req(1)]) == ([req(1)], [])
+    assert owner.beat_once() == 0  # the claim is the other job's now
+    owner.close()
+    other.close()
