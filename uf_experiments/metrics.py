@@ -110,11 +110,5 @@ def judge_metrics(rows: Iterable[Mapping[str, Any]], aspects: Sequence[str], rep
     return m.result()
 
 
-def flip_counts(outcomes: Mapping[tuple[str, str], Any], aspects: Sequence[str]) -> dict[str, list[int]]:
-    """Per aspect: [flipped, compared] completion pairs between the two presentation orders (judge.swap)."""
-    return {a: [sum(o.flips for (_, asp), o in outcomes.items() if asp == a),
-                sum(o.compared for (_, asp), o in outcomes.items() if asp == a)] for a in aspects}
-
-
 def flip_rates(counts: Mapping[str, Sequence[int]]) -> dict[str, float | None]:
     return {a: round(f / c, 4) if c else None for a, (f, c) in counts.items()}
