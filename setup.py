@@ -1,6 +1,6 @@
 """Only what pyproject.toml cannot say: the Hydra config root stays at the repo's top level (``conf/``, where
 contributors expect it) and ships inside the package as ``uf_experiments.conf``, so an installed wheel finds its
-configs next to its code (``uf_experiments.cli.conf_dir()``). Every directory is listed, so no file is left out.
+configs next to its code (``uf_experiments.cli.app.conf_dir()``). Every directory is listed, so no file is left out.
 ``hydra_plugins/uf_experiments_sweeper`` is the sweeper plugin (Hydra loads plugins only from ``hydra_plugins``)."""
 
 from setuptools import find_namespace_packages, setup

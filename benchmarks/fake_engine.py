@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from benchmarks.server import rating_reply
-from uf_experiments.records import Completion, Request, Usage
+from uf_experiments.core.records import Completion, Request, Usage
 
 TEXT_TAG = re.compile(r"<text (\d+)>")
 

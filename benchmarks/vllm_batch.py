@@ -29,8 +29,8 @@ LLM_KWARGS = {"dtype": "float32", "max_model_len": 1024, "enforce_eager": True, 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """Runs inside one tree's process: build the engine, warm up, time whole batch vs chunks."""
     import uf_experiments
+    from uf_experiments.core.records import Request
     from uf_experiments.engines.vllm_engine import VLLMEngine
-    from uf_experiments.records import Request
     from uf_experiments.tiny import TinySpec, build_tiny_model
 
     path = str(build_tiny_model(TinySpec(seed=args.tiny_seed)))

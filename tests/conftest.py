@@ -84,8 +84,8 @@ def compose() -> Compose:
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory):
     """The built wheel installed without -e into a fresh venv that has no vLLM, torch or transformers
-    (tests/installed.py): ``installed.cli``, ``installed.python``, ``installed.env()``."""
-    from tests.installed import api_only_venv, build_wheel
+    (tests/helpers/installed.py): ``installed.cli``, ``installed.python``, ``installed.env()``."""
+    from tests.helpers.installed import api_only_venv, build_wheel
 
     root = tmp_path_factory.mktemp("wheel")
     return api_only_venv(build_wheel(root), root / "venv")

@@ -1,4 +1,4 @@
-from uf_experiments.cli import main
+from uf_experiments.cli.app import main
 
 if __name__ == "__main__":
     main()

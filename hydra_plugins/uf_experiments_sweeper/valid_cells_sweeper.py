@@ -1,7 +1,7 @@
 """``hydra/sweeper=valid_cells``: Hydra's BasicSweeper, minus the cells that can never run.
 
 Hydra only instantiates plugins defined under the ``hydra_plugins`` package, so the class lives here; what it does
-is in :mod:`uf_experiments.sweep_cells`.
+is in :mod:`uf_experiments.config.cells`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ValidCellsSweeper(BasicSweeper):
         return super().get_job_batch()
 
     def _valid_batches(self) -> list[list[Sequence[str]]]:
-        from uf_experiments.sweep_cells import only_valid, swept_keys
+        from uf_experiments.config.cells import only_valid, swept_keys
 
         assert self.overrides is not None and self.config is not None and self.hydra_context is not None
         loader, master = self.hydra_context.config_loader, self.config

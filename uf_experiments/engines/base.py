@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from uf_experiments.records import Completion, Request
+from uf_experiments.core.records import Completion, Request
 
 Emit = Callable[[Completion], None]
 

@@ -34,7 +34,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.records import Completion, Request, Usage
+from uf_experiments.core.records import Completion, Request, Usage
+from uf_experiments.engines.build import cache_name
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,8 @@ def engine_identity(engine_cfg: Mapping[str, Any], path: str) -> str:
     semantic = {k: kwargs[k] for k in SEMANTIC_ENGINE_KEYS if kwargs.get(k) is not None}
     if "base_url" in kwargs and not kwargs["base_url"]:  # an API engine on the default endpoint
         semantic["base_url"] = os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-    target = engine_cfg.get("_target_")
-    if target == "uf_experiments.engines.openai_batch.OpenAIBatchEngine":  # the Batch API answers as the plain API
-        target = "uf_experiments.engines.openai_engine.OpenAIEngine"
-    return json.dumps({"engine": target, "path": path, **semantic}, sort_keys=True)
+    # the engine class's cache_name: the same for the Batch API as for the plain API, and stable across renames
+    return json.dumps({"engine": cache_name(engine_cfg), "path": path, **semantic}, sort_keys=True)
 
 
 def cache_key(identity: str, request: Request) -> str:

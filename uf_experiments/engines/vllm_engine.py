@@ -15,8 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.base import Emit, run_sync
-from uf_experiments.records import Completion, Request, Usage
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class VLLMEngine:
         structured_backend: backend for JSON-schema output (xgrammar works on CPU and GPU).
     """
 
+    kind = "device"  # holds an accelerator while loaded (engines.build)
+    cache_name = "uf_experiments.engines.vllm_engine.VLLMEngine"  # the request cache's name for this engine
     concurrency = 1
     exclusive_device = True  # one model on the accelerator at a time
     linger_s = 0.0

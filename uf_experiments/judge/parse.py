@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from uf_experiments.records import Rating
+from uf_experiments.core.records import Rating
 
 TYPE, RATIONALE = "type", "rationale"  # the auxiliary fields a reply may leave out (Parsed.missing)
 

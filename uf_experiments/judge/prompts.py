@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from uf_experiments.records import Message, Prompt
+from uf_experiments.core.records import Message, Prompt
 
 
 @cache

@@ -1,0 +1,60 @@
+"""Which generation requests a run sends: per prompt, ``sampling.n`` models of the pool, each under a principle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from uf_experiments.core.records import Prompt, Request
+from uf_experiments.generation.pool import generation_seed, sample_models
+from uf_experiments.generation.principles import choose as choose_principle
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """What generation requests depend on, as plain values (read from the config once)."""
+
+    roster: tuple[str, ...]
+    size: int
+    n: int
+    seed: int
+    distribution: dict[str, dict[str, float]]
+    max_tokens: int
+    temperature: float
+    top_p: float
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> GenerationSpec:
+        s = cfg.sampling
+        return cls(tuple(cfg.pool.models), int(cfg.pool.size or 0), int(s.n), int(cfg.seed),
+                   OmegaConf.to_container(cfg.principles.distribution), int(s.max_new_tokens),  # type: ignore[arg-type]
+                   float(s.temperature), float(s.top_p))
+
+
+def prompt_requests(spec: GenerationSpec, prompt: Prompt) -> list[Request]:
+    """One request per chosen model for ``prompt``, best rank first, each under its own principle's system
+    prompt (if any); ``tag`` is the prompt id."""
+    if prompt.given:  # the dataset holds its completions (experiment=rejudge): nothing to generate
+        return []
+    out = []
+    user = {"role": "user", "content": prompt.instruction}
+    for model in sample_models(spec.roster, spec.size, spec.n, spec.seed, prompt.prompt_id):
+        _, system = choose_principle(spec.distribution, prompt.source, spec.seed, prompt.prompt_id, model, 0)
+        out.append(Request(
+            model=model,
+            messages=({"role": "system", "content": system}, user) if system else (user,),
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            seed=generation_seed(spec.seed, prompt.prompt_id, model, 0),
+            tag=prompt.prompt_id,
+        ))
+    return out
+
+
+def generation_requests(cfg: DictConfig, prompts: Sequence[Prompt]) -> list[list[Request]]:
+    """Every prompt's generation requests, in prompt order."""
+    spec = GenerationSpec.of(cfg)
+    return [prompt_requests(spec, p) for p in prompts]

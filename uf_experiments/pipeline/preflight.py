@@ -1,0 +1,212 @@
+"""Probe every API endpoint a run will call, once, before anything is spent.
+
+:func:`preflight` takes the run config (after :func:`~uf_experiments.config.schema.validate`), finds the models that go
+through an OpenAI-compatible engine (the pool members that take part, and the judge), groups them by endpoint
+(``engine.base_url``, else ``OPENAI_BASE_URL``, else api.openai.com) and sends each distinct endpoint one
+``GET {base_url}/models`` with the key from ``OPENAI_API_KEY``: a short timeout, no retries, all endpoints at
+once, so the whole check is bounded by about one timeout. It returns one line per problem:
+
+- refused, unresolvable, timed out, or a 401/403: the models, the URL, and the fix;
+- a served pool whose endpoint lists its models but not one of the pool's members: the name and what is served.
+
+An endpoint without ``/models`` (404/405) still counts as reachable. The key is never logged or printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from uf_experiments.config import ConfigError
+from uf_experiments.engines.build import is_api_engine
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+TIMEOUT_S = 5.0
+MAX_NAMES = 12  # served names quoted in an "unknown model" line
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One model that calls an endpoint: where it sits in the config, the name it is sent as, where its URL
+    comes from (a config key, or ``OPENAI_BASE_URL``)."""
+
+    where: str  # "pool.models.gen-a" / "judge.model"
+    model: str  # the API model name (``path``)
+    url_key: str  # the config key that sets this model's base_url
+    served_pool: bool = False  # a member of a served pool (pool.models=[a,b,c]): checked against /models
+
+
+@dataclass
+class Endpoint:
+    base_url: str
+    source: str  # "config" / "env" / "default"
+    callers: list[Caller] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one ``GET /models`` found. ``failure``: None (reachable), ``"refused"``, ``"dns"``, ``"timeout"``,
+    ``"connect"`` (another connection error) or ``"auth"`` (401/403); ``detail`` says more; ``served``: the model
+    ids the endpoint lists (None: it gave no list)."""
+
+    failure: str | None = None
+    detail: str = ""
+    served: tuple[str, ...] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.failure is None
+
+
+def endpoints(cfg: Any, env: Mapping[str, str] | None = None) -> list[Endpoint]:
+    """The distinct API endpoints of a validated run config, each with the models that call it."""
+
+    env = os.environ if env is None else env
+    served = bool(cfg.pool.engine and cfg.pool.engine.get("_target_"))
+    members = list(cfg.pool.models.items())[: cfg.pool.size]
+    models = [(f"pool.models.{name}", m, "pool.base_url" if served else f"pool.models.{name}.engine.base_url", served)
+              for name, m in members]
+    models.append(("judge.model", cfg.judge.model, "judge.model.engine.base_url", False))
+    found: dict[str, Endpoint] = {}
+    for where, model, url_key, in_served_pool in models:
+        if not is_api_engine(model.engine):
+            continue
+        configured = model.engine.get("base_url")
+        if configured:
+            url, source = str(configured), "config"
+        elif env.get("OPENAI_BASE_URL"):
+            url, source = env["OPENAI_BASE_URL"], "env"
+        else:
+            url, source = DEFAULT_BASE_URL, "default"
+        url = url.rstrip("/")
+        ep = found.setdefault(url, Endpoint(url, source))
+        ep.callers.append(Caller(where, str(model.path or model.name), url_key, in_served_pool))
+    return list(found.values())
+
+
+def probe(base_url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> Probe:
+    """One ``GET {base_url}/models``, no retries."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        reply = httpx.get(f"{base_url}/models", headers=headers, timeout=timeout_s, follow_redirects=True)
+    except httpx.TimeoutException:
+        return Probe("timeout", f"no answer within {timeout_s:g} s")
+    except (httpx.HTTPError, OSError, ValueError) as exc:  # connection errors; a malformed URL
+        return _connect_failure(exc)
+    if reply.status_code in (401, 403):
+        return Probe("auth", f"HTTP {reply.status_code}")
+    if reply.status_code >= 400:  # 404/405: no /models route; 429/5xx: up, and the SDK retries those
+        if reply.status_code not in (404, 405):
+            log.warning("%s/models answered HTTP %d; the endpoint is up, going on", base_url, reply.status_code)
+        return Probe()
+    try:
+        ids = tuple(str(m["id"]) for m in reply.json()["data"])
+    except Exception:  # noqa: BLE001 - an endpoint that answers, but not with a model list
+        return Probe()
+    return Probe(served=ids or None)  # an empty list tells nothing about the names it serves (some proxies)
+
+
+def _connect_failure(exc: BaseException) -> Probe:
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if any(isinstance(x, socket.gaierror) for x in chain):
+        return Probe("dns", str(chain[-1]))
+    if any(isinstance(x, ConnectionRefusedError) for x in chain):
+        return Probe("refused")
+    return Probe("connect", str(chain[-1]).strip() or type(chain[-1]).__name__)
+
+
+def _describe(callers: Sequence[Caller]) -> str:
+    """``judge.model gpt-4o`` / ``pool.models gen-a, gen-b and judge.model judge-x``."""
+    pool = [c.model for c in callers if c.where.startswith("pool.")]
+    parts = ([f"pool.models {', '.join(pool)}"] if pool else []) + [
+        f"{c.where} {c.model}" for c in callers if not c.where.startswith("pool.")]
+    return " and ".join(parts)
+
+
+def _url_keys(ep: Endpoint) -> str:
+    """Where this endpoint's URL is set: ``OPENAI_BASE_URL / judge.model.engine.base_url`` (the env first unless
+    the config sets it)."""
+    keys = list(dict.fromkeys(c.url_key for c in ep.callers))
+    return " / ".join(keys if ep.source == "config" else ["OPENAI_BASE_URL", *keys])
+
+
+def problems_of(ep: Endpoint, result: Probe) -> list[str]:
+    """The one-line problems of one probed endpoint (empty when all is well)."""
+    who, keys = f"{_describe(ep.callers)} at {ep.base_url}", _url_keys(ep)
+    host = urlsplit(ep.base_url).hostname or ep.base_url
+    if result.failure not in (None, "auth") and ep.source == "default":  # the user set no URL: api.openai.com
+        reason = {"refused": "connection refused", "dns": f"cannot resolve host {host}"}.get(
+            result.failure, result.detail)
+        return [f"{who}: {reason} — check the network, or set {keys} to your endpoint"]
+    if result.failure == "auth":
+        return [f"{who}: the key was refused ({result.detail}) — check OPENAI_API_KEY "
+                "(any non-empty value for a local server without auth)"]
+    if result.failure == "refused":
+        return [f"{who}: connection refused — start the server or fix {keys}"]
+    if result.failure == "dns":
+        return [f"{who}: cannot resolve host {host} — check the spelling in {keys}, and the network"]
+    if result.failure == "timeout":
+        return [f"{who}: {result.detail} — check that the server is up and reachable, or fix {keys}"]
+    if result.failure:
+        return [f"{who}: cannot connect ({result.detail}) — check the server and the network, or fix {keys}"]
+    out = []
+    if result.served is not None:
+        listed = sorted(set(result.served))
+        shown = ", ".join(listed[:MAX_NAMES]) + (", ..." if len(listed) > MAX_NAMES else "")
+        for c in ep.callers:
+            if c.served_pool and c.model not in listed:
+                out.append(f"pool.models: {c.model} is not served by {ep.base_url} (it serves: {shown or 'nothing'}) "
+                           "— fix the name in pool.models=[...], or point pool.base_url at the server that has it")
+    return out
+
+
+def preflight(cfg: Any, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | None = None) -> list[str]:
+    """Probe each distinct API endpoint of ``cfg`` once, all at once; one line per problem (empty: all good).
+
+    Bounded in time: each probe has ``timeout_s``; a probe stuck beyond that (e.g. in a slow DNS lookup) is
+    reported as not answering.
+    """
+    env = os.environ if env is None else env
+    eps = endpoints(cfg, env)
+    if not eps:
+        return []
+    key = env.get("OPENAI_API_KEY")
+    results: dict[str, Probe] = {}
+
+    def run(ep: Endpoint) -> None:
+        results[ep.base_url] = probe(ep.base_url, key, timeout_s)
+
+    threads = [threading.Thread(target=run, args=(ep,), daemon=True, name=f"preflight {ep.base_url}") for ep in eps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s + 2.0)  # daemon threads: one stuck in a DNS lookup is left behind, not waited for
+    out: list[str] = []
+    for ep in eps:
+        result = results.get(ep.base_url) or Probe("timeout", f"no answer within {timeout_s:g} s")
+        log.info("preflight %s: %s", ep.base_url, "reachable" if result.reachable else result.failure)
+        out += problems_of(ep, result)
+    return out
+
+
+def check_endpoints(cfg: Any, timeout_s: float = TIMEOUT_S) -> None:
+    """:func:`preflight`, raising :class:`ConfigError` with the first problem (the others are logged)."""
+    found = preflight(cfg, timeout_s)
+    for extra in found[1:]:
+        log.error("%s", extra)
+    if found:
+        raise ConfigError(found[0])
