@@ -25,7 +25,8 @@ from uf_experiments.config import (
     uses_batch,
     validate,
 )
-from uf_experiments.data.sources import check_inputs, given_row_fields, load_prompts
+from uf_experiments.data.given import given_row_fields
+from uf_experiments.data.sources import check_inputs, load_prompts
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.generation.principles import name_of as principle_name
 from uf_experiments.generation.requests import generation_requests

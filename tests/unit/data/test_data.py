@@ -19,7 +19,9 @@ from tests.helpers.uf_fixture import response as uf_response
 from tests.helpers.uf_fixture import write_uf
 from uf_experiments.config import ConfigError
 from uf_experiments.core.records import GivenCompletion, Prompt
-from uf_experiments.data.sources import given_row_fields, load_prompts, reference_value, to_prompts
+from uf_experiments.data.given import given_row_fields, reference_value
+from uf_experiments.data.prompts import to_prompts
+from uf_experiments.data.sources import load_prompts
 
 SOURCES = {"ultrachat", "sharegpt", "evol_instruct", "truthful_qa", "false_qa", "flan"}
 

@@ -15,7 +15,8 @@ import pytest
 from tests.helpers.fake_openai import FakeJudge, quality
 from tests.helpers.uf_fixture import EXPECTED, MARKERS, write_uf
 from uf_experiments.core.records import Completion, GivenCompletion, Request
-from uf_experiments.data.sources import given_row_fields, load_prompts
+from uf_experiments.data.given import given_row_fields
+from uf_experiments.data.sources import load_prompts
 from uf_experiments.judge.judging import make_items, rate
 from uf_experiments.judge.judging import outcomes as combine
 from uf_experiments.metrics.agreement import (
