@@ -316,7 +316,7 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
     proc = _run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
-    assert proc.returncode == 2  # bad configuration or input (README, "Exit codes")
+    assert proc.returncode == 2  # bad configuration or input (docs/stopping-and-resuming.md, exit codes)
     assert proc.stderr.strip() == line
     assert not (tmp_path / "sweep").exists()
 
