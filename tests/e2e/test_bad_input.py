@@ -1,4 +1,5 @@
-"""The bad-input table of docs/bad-input.md, one test per row: what the user gives, the exact line they see, what was spent.
+"""The bad-input table of docs/bad-input.md, one test per row: what the user gives, the exact line they see, what
+was spent.
 
 Rows whose line comes from the command line itself run the real CLI in a subprocess (``slow``); the others call
 the check that produces the line (preflight, check_inputs, the sweeper's cell filter) in-process, and the CLI

@@ -109,7 +109,7 @@ def _same(got: Any, want: Any) -> bool:
     if isinstance(got, dict) and isinstance(want, dict):
         return got.keys() == want.keys() and all(_same(got[k], want[k]) for k in got)
     if isinstance(got, (list, tuple)) and isinstance(want, (list, tuple)):
-        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want))
+        return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
     if isinstance(got, bool) or isinstance(want, bool):
         return got is want or (isinstance(got, str) and got.lower() == str(want).lower())
     if isinstance(got, (int, float)) and isinstance(want, (int, float)):
