@@ -119,3 +119,16 @@ def test_other_console_scripts_in_the_docs_exist(where, script):
     assert script in SCRIPTS, f"{where}: {script} is not a console script of pyproject.toml"
     module, _, func = SCRIPTS[script].partition(":")
     assert callable(getattr(importlib.import_module(module), func)), f"{where}: {SCRIPTS[script]}"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
+def test_links_stay_in_the_repo_and_resolve(doc):
+    """A relative link names a file of this repository (the docs travel with it); web links are left alone."""
+    for target in LINK.findall(doc.read_text()):
+        if target.startswith(("http://", "https://", "#")):
+            continue
+        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        assert path.is_relative_to(REPO) and path.exists(), f"{doc.relative_to(REPO)}: {target}"
