@@ -1,8 +1,9 @@
-"""The README's bad-input table, one test per row: what the user gives, the exact line they see, what was spent.
+"""The bad-input table of docs/bad-input.md, one test per row: what the user gives, the exact line they see, what
+was spent.
 
 Rows whose line comes from the command line itself run the real CLI in a subprocess (``slow``); the others call
 the check that produces the line (preflight, check_inputs, the sweeper's cell filter) in-process, and the CLI
-prints it as ``error: <message>``. The README must show exactly this table (``test_the_readme_shows_the_table``;
+prints it as ``error: <message>``. docs/bad-input.md must show exactly this table (``test_the_docs_show_the_table``;
 ``python -m tests.e2e.test_bad_input`` prints it).
 """
 
@@ -22,16 +23,16 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER = "http://127.0.0.1:8000/v1"  # how the README writes the fake server's address
+SERVER = "http://127.0.0.1:8000/v1"  # how docs/bad-input.md writes the fake server's address
 NOTHING = "nothing: it stops before any model is loaded or called"
 
 
 @dataclass(frozen=True)
 class Row:
     id: str
-    given: str  # README: the input
-    sees: str  # README: the exact line on stderr
-    spent: str = NOTHING  # README: whether anything was spent
+    given: str  # docs/bad-input.md: the input
+    sees: str  # docs/bad-input.md: the exact line on stderr
+    spent: str = NOTHING  # docs/bad-input.md: whether anything was spent
     cli: list[str] = field(default_factory=list)  # run as `uf-experiments <cli>` (a slow test) when set
     env: dict[str, str | None] = field(default_factory=dict)  # the CLI's environment changes (None: unset)
 
@@ -118,7 +119,7 @@ ROWS = [
 BY_ID = {r.id: r for r in ROWS}
 
 
-def readme_table() -> str:
+def bad_input_table() -> str:
     lines = ["| input | what you see | spent |", "| --- | --- | --- |"]
     lines += [f"| {r.given} | {_code(r.sees)} | {r.spent} |" for r in ROWS]
     return "\n".join(lines) + "\n"
@@ -130,9 +131,10 @@ def _code(line: str) -> str:
     return f"`` {line} ``" if "`" in line else f"`{line}`"
 
 
-def test_the_readme_shows_the_table():
+def test_the_docs_show_the_table():
     assert len(ROWS) >= 15
-    assert readme_table() in (REPO / "README.md").read_text(), "print it with: python -m tests.e2e.test_bad_input"
+    assert bad_input_table() in (REPO / "docs" / "bad-input.md").read_text(), \
+        "print it with: python -m tests.e2e.test_bad_input"
 
 
 # ----------------------------------------------------------------------------------------------- the CLI rows
@@ -179,7 +181,7 @@ def test_cli_row(row: Row, tmp_path: Path, fake_hub: str):
         [sys.executable, "-m", "uf_experiments", *row.cli, f"hydra.run.dir={tmp_path / 'run'}",
          f"hydra.sweep.dir={tmp_path / 'sweep'}", f"cache.path={tmp_path / 'cache.sqlite'}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2  # bad configuration or input (README, "Exit codes")
+    assert proc.returncode == 2  # bad configuration or input (docs/stopping-and-resuming.md, exit codes)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [row.sees], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -347,4 +349,4 @@ def test_prompt_too_long_fails_alone(monkeypatch: pytest.MonkeyPatch):
 
 
 if __name__ == "__main__":
-    print(readme_table(), end="")
+    print(bad_input_table(), end="")

@@ -236,11 +236,23 @@ def test_validate_rejects_an_api_judge_without_a_key(compose, monkeypatch):
     assert "OPENAI_API_KEY" in message
 
 
-def test_validate_accepts_the_edges(compose):
-    validate(resolve(compose(["pool.size=6", "sampling.n=6"])))
-    validate(resolve(compose(["pool.size=1", "sampling.n=1"])))
-    validate(resolve(compose(["dataset.limit=1"])))
-    validate(resolve(compose(["aspect=[overall_rating,honesty]", "binarize.score=honesty"])))
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # n = pool.size = the whole roster: every model answers every prompt
+        (["pool.size=6", "sampling.n=6"], {"pool.size": 6, "sampling.n": 6, "roster": 6}),
+        (["pool.size=1", "sampling.n=1"], {"pool.size": 1, "sampling.n": 1, "roster": 6}),
+        (["dataset.limit=1"], {"dataset.limit": 1, "pool.size": 4, "sampling.n": 2}),
+        (["aspect=[overall_rating,honesty]", "binarize.score=honesty"],
+         {"aspects": ["overall_rating", "honesty"], "binarize.score": "honesty"}),
+    ],
+)
+def test_validate_accepts_the_edges(compose, overrides, expected):
+    cfg = resolve(compose(overrides))
+    assert validate(cfg) is None  # accepted: no ConfigError
+    got = {"roster": len(cfg.pool.models), "aspects": list(cfg.aspect)}
+    for key, value in expected.items():
+        assert got.get(key, OmegaConf.select(cfg, key)) == value, key  # validate neither clamps nor drops the edge
 
 
 @pytest.mark.parametrize(
@@ -316,7 +328,7 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
 )
 def test_cli_composition_errors_are_one_line_naming_the_key(tmp_path, args, line):
     proc = _run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
-    assert proc.returncode == 2  # bad configuration or input (README, "Exit codes")
+    assert proc.returncode == 2  # bad configuration or input (docs/stopping-and-resuming.md, exit codes)
     assert proc.stderr.strip() == line
     assert not (tmp_path / "sweep").exists()
 
