@@ -89,14 +89,22 @@ def test_launcher_configs_compose(compose, launcher, target):
 
 
 @pytest.mark.slow
-@pytest.mark.vllm
 def test_parallel_joblib_sweep_generates_each_distinct_completion_once(tmp_path):
+    """Three cells side by side (joblib, 2 processes) sharing one request cache: every distinct (prompt, model,
+    index) completion is asked of the server once, whichever cell asks first (the server's log is the witness;
+    the cache's claims are engine-agnostic, so a served pool proves what a vLLM pool would, without loading one)."""
+    from tests.helpers.fake_openai import FakeJudge, body_key
+
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "uf_experiments", "-m", "hydra/launcher=joblib_local", "pool.size=2,3,4",
-         "sampling.n=2", "dataset.limit=8", "tracking=none", f"cache.path={tmp_path / 'cache.sqlite'}",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=900)
+    with FakeJudge(latency_s=0.05) as server:
+        env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "uf_experiments", "-m", "hydra/launcher=joblib_local", "pool=served",
+             "pool.models=[gen-a,gen-b,gen-c,gen-d]", "pool.size=2,3,4", "sampling.n=2", "judge=served",
+             "judge.model.path=judge-x", "dataset.limit=8", "tracking=none", f"cache.path={tmp_path / 'cache.sqlite'}",
+             f"hydra.sweep.dir={sweep}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        generation_bodies = [b for b in server.requests if b["model"].startswith("gen-")]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout + proc.stderr
     triples: dict[tuple[str, str, int], str] = {}
@@ -109,7 +117,9 @@ def test_parallel_joblib_sweep_generates_each_distinct_completion_once(tmp_path)
             for model, text in zip(row["generation_models"], row["generations"], strict=True):
                 key = (row["prompt_id"], model, 0)
                 assert triples.setdefault(key, text) == text  # a completion is the same in every cell
-    assert engine_calls == len(triples)  # each distinct (prompt, model, index) generated exactly once
+    assert len(triples) > 16  # the cells overlap (8 prompts x 2 completions each) and also differ
+    assert engine_calls == len(triples) == len(generation_bodies)  # each distinct completion asked exactly once
+    assert len({body_key(b) for b in generation_bodies}) == len(generation_bodies)
 
 
 # ------------------------------------------------------------------------------- cells that can never run
