@@ -22,7 +22,8 @@ ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  #
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The CLI in a subprocess, with a request cache of its own (so every test really runs the engines)."""
+    """The CLI in a subprocess, with a request cache of its own unless ``cache.path`` is given (so a test that
+    does not share the demo run's cache really runs the engines)."""
     env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "fake-key-must-not-be-logged-7f3a9c", **(env or {})}
     if not any(a.startswith("cache.") for a in args):
         args = (*args, f"cache.path={tempfile.mkdtemp(prefix='uf-cache-')}/requests.sqlite")
@@ -33,10 +34,24 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
+    """One demo run on real tiny vLLM engines; its request cache (``<run>/../cache.sqlite``) lets later tests that
+    are about something else (the sweep's files, the text-mode judge) reuse its completions instead of loading
+    the same models again."""
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.run.dir={run_dir}", cwd=REPO)
+    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.run.dir={run_dir}",
+                   f"cache.path={run_dir.parent / 'cache.sqlite'}", cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+def shared_cache(demo_run: Path, tmp_path: Path) -> str:
+    """A copy of the demo run's request cache, so a test reads its answers without changing it for the others."""
+    import sqlite3
+
+    copy = tmp_path / "cache.sqlite"
+    with sqlite3.connect(demo_run.parent / "cache.sqlite") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    return f"cache.path={copy}"
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -136,13 +151,14 @@ def test_reproducible_with_same_seed(demo_run, tmp_path):
     assert not (tmp_path / "wandb").exists()  # tracking=none
 
 
-def test_multirun_sweep_has_one_dir_per_job(tmp_path):
+def test_multirun_sweep_has_one_dir_per_job(demo_run, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "pool.size=2,4", "sampling.n=2", "dataset.limit=3", f"hydra.sweep.dir={sweep}", cwd=REPO)
+    proc = run_cli("-m", "pool.size=2,3", "sampling.n=2", "dataset.limit=3", "seed=7", f"hydra.sweep.dir={sweep}",
+                   shared_cache(demo_run, tmp_path), cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")
-    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2",
-                                      "1_dataset.limit=3,pool.size=4,sampling.n=2"]
+    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2,seed=7",
+                                      "1_dataset.limit=3,pool.size=3,sampling.n=2,seed=7"]
     for job in jobs:  # one offline W&B run per job, all in the sweep's group, named by the overrides
         run = read_run(next((job / "wandb").glob("offline-run-*/run-*.wandb")))
         assert run["group"] == "sweep" and run["job_type"] == "demo"
@@ -153,7 +169,7 @@ def test_multirun_sweep_has_one_dir_per_job(tmp_path):
     assert {"compare.csv", "compare.md", "totals.json", "usd_per_pair.png"} <= written
     run = read_run(next((sweep / "compare" / "wandb").glob("offline-run-*/run-*.wandb")))
     assert (run["group"], run["job_type"], run["summary"]["grid/runs"]) == ("sweep", "compare", 2)
-    for job, size in zip(jobs, (2, 4), strict=False):
+    for job, size in zip(jobs, (2, 3), strict=True):
         df = pd.read_parquet(job / "rated.parquet")
         assert len(df) == 3
         used = {m for ms in df.generation_models for m in ms}
@@ -161,12 +177,14 @@ def test_multirun_sweep_has_one_dir_per_job(tmp_path):
         assert json.loads((job / "summary.json").read_text())["counts"]["prompts"] == 3
 
 
-def test_text_mode_judge_served_over_http(tmp_path):
-    """The runner's judge path in the paper's text format, against a real HTTP server on 127.0.0.1."""
+def test_text_mode_judge_served_over_http(demo_run, tmp_path):
+    """The runner's judge path in the paper's text format, against a real HTTP server on 127.0.0.1 (the
+    completions come from the demo run's cache: the same prompts, seed and pool)."""
     from tests.helpers.fake_openai import FakeJudge
 
     with FakeJudge() as server:
-        proc = run_cli("dataset.limit=4", "pool.size=2", "sampling.n=2", "tracking=none", "judge=served",
+        proc = run_cli("dataset.limit=4", "pool.size=3", "sampling.n=2", "seed=7", "tracking=none", "judge=served",
+                       shared_cache(demo_run, tmp_path),
                        "judge.model.path=fake-judge", "judge.output=text",
                        "aspect=[instruction_following,honesty,truthfulness,helpfulness,critique]",
                        f"hydra.run.dir={tmp_path}", cwd=REPO, env={"OPENAI_BASE_URL": server.base_url})
