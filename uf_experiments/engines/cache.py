@@ -10,8 +10,8 @@ A completion is stored under a hash of everything that changes its answer: the e
 class, resolved model path or served model name, endpoint, and the engine settings that change outputs) and the
 request (messages, max tokens, temperature, top_p, seed, response format). Only successful completions are
 stored; a failed request is asked again next time. Each completion is committed as it arrives, so a killed run
-loses nothing it was answered. WAL mode and a busy timeout let parallel Hydra jobs (joblib launcher) share the
-file.
+loses nothing it was answered. WAL mode and a busy timeout (``engines/sqlite.py``) let parallel Hydra jobs
+(joblib launcher) share the file.
 
 Each completion is stored with its attributed cost (``cost_usd``: API tokens x the price in force when it was paid,
 or its share of a self-hosted engine's measured time x ``gpu_hour_usd``), so a run that reads it from the cache
@@ -36,6 +36,7 @@ from typing import Any
 
 from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.build import cache_name
+from uf_experiments.engines.sqlite import connect, immediate, in_chunks, select_in
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +84,7 @@ def cache_key(identity: str, request: Request) -> str:
 class RequestCache:
     def __init__(self, path: str | Path, timeout_s: float = 60.0, claim_ttl_s: float = 600.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = connect(self.path, timeout_s)
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(completions)")}
         if "cost_usd" not in columns:  # a cache written before costs were stored: its entries keep NULL
@@ -118,8 +115,8 @@ class RequestCache:
         """Cached completions by request key (``request.key``), marked ``cached=True``."""
         by_cache_key = {cache_key(identity, r): r for r in requests}
         found: dict[str, Completion] = {}
-        rows = self._select("SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens, "
-                            "cost_usd FROM completions", list(by_cache_key))
+        rows = select_in(self._db, "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, cached_tokens, "
+                         "cost_usd FROM completions", list(by_cache_key))
         for key, text, finish, pt, ct, cached, cost in rows:
             req = by_cache_key[key]
             found[req.key] = Completion(req, text, Usage(pt, ct, cached), finish, cached=True, cost_usd=cost)
@@ -159,11 +156,10 @@ class RequestCache:
         if self._heartbeat is None:
             self._heartbeat = threading.Thread(target=self._beat, name="cache-claims", daemon=True)
             self._heartbeat.start()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            done = {k for (k,) in self._select("SELECT key FROM completions", list(keys))}
+        with immediate(self._db):
+            done = {k for (k,) in select_in(self._db, "SELECT key FROM completions", list(keys))}
             held = {k: (o, h, p, c) for k, o, h, p, c in
-                    self._select("SELECT key, owner, host, pid, claimed FROM claims", list(keys))}
+                    select_in(self._db, "SELECT key, owner, host, pid, claimed FROM claims", list(keys))}
             now = time.time()
             for key, req in keys.items():
                 if key in done:
@@ -174,26 +170,12 @@ class RequestCache:
                 self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
                                  (key, self.owner, socket.gethostname(), os.getpid(), now))
                 mine.append(req)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
         return mine, theirs
 
     def release(self, identity: str, requests: list[Request]) -> None:
         """Drop this process's claims on ``requests`` (answered or not)."""
         keys = [cache_key(identity, r) for r in requests]
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            self._db.execute(f"DELETE FROM claims WHERE owner = ? AND key IN ({','.join('?' * len(chunk))})",
-                             [self.owner, *chunk])
-
-    def _select(self, head: str, keys: list[str]) -> list[tuple]:
-        rows: list[tuple] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            rows += self._db.execute(f"{head} WHERE key IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return rows
+        in_chunks(self._db, "DELETE FROM claims WHERE owner = ? AND key IN ({keys})", keys, [self.owner])
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]

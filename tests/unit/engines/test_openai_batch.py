@@ -26,7 +26,9 @@ from uf_experiments.config import AspectConfig
 from uf_experiments.core.records import Completion, Usage
 from uf_experiments.engines.base import EngineDown, run_sync
 from uf_experiments.engines.cache import cache_key
-from uf_experiments.engines.openai.batch import OpenAIBatchEngine, chat_body, format_status, input_line
+from uf_experiments.engines.openai.batch import OpenAIBatchEngine, format_status
+from uf_experiments.engines.openai.batch_format import input_line
+from uf_experiments.engines.openai.client import chat_body
 from uf_experiments.judge.parse import parse_reply
 from uf_experiments.metrics.pricing import api_usd, completion_usd
 

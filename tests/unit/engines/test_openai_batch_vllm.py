@@ -13,7 +13,8 @@ import pytest
 from tests.helpers.fake_batch import judge_request
 from uf_experiments.core.records import Request
 from uf_experiments.engines.cache import cache_key
-from uf_experiments.engines.openai.batch import OpenAIBatchEngine, read_output
+from uf_experiments.engines.openai.batch import OpenAIBatchEngine
+from uf_experiments.engines.openai.batch_format import read_output
 from uf_experiments.tiny import TinySpec, build_tiny_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from tests.helpers.fake_openai import FakeJudge, body_key
-from uf_experiments.core.records import Request
+from uf_experiments.core.records import Completion, Request
 from uf_experiments.engines.openai.engine import OpenAIEngine, RateLimiter
 
 
@@ -131,18 +130,103 @@ def test_a_dead_endpoint_opens_the_breaker():
     assert f"127.0.0.1:{port}" in str(info.value) and "Connect" in info.value.reason
 
 
-def test_rate_limiter_spaces_requests_and_tokens():
-    async def starts(limiter: RateLimiter, n: int, tokens: int) -> list[float]:
+class FakeClock:
+    """A monotonic clock that moves only when the limiter sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)  # let other waiters run, as a real sleep would
+
+
+def admitted(limiter: RateLimiter, clock: FakeClock, tokens: list[int], gaps: list[float] | None = None) -> list[float]:
+    """The (fake) times at which ``len(tokens)`` back-to-back requests were let through, ``gaps[i]`` seconds of
+    other work before the i-th asks."""
+
+    async def main() -> list[float]:
         out = []
-        for _ in range(n):
-            await limiter.acquire(tokens)
-            out.append(time.monotonic())
+        for i, n in enumerate(tokens):
+            clock.now += (gaps or [0.0] * len(tokens))[i]
+            await limiter.acquire(n)
+            out.append(clock.now)
         return out
 
-    t = asyncio.run(starts(RateLimiter(rpm=5, tpm=None, window_s=0.5), 10, 1))
-    assert t[5] - t[0] >= 0.45  # the 6th start waited for the window
-    t = asyncio.run(starts(RateLimiter(rpm=None, tpm=100, window_s=0.5), 4, 40))
-    assert t[2] - t[0] >= 0.45  # 3 x 40 tokens > 100 per window
+    return asyncio.run(main())
+
+
+def test_rate_limiter_holds_requests_per_window():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=5, tpm=None, window_s=60.0, clock=clock, sleep=clock.sleep)
+    assert admitted(limiter, clock, [1] * 12) == [0.0] * 5 + [60.0] * 5 + [120.0] * 2  # the 6th waits a window
+
+
+def test_rate_limiter_window_slides():
+    """Any window, not fixed minutes: a start is let through as soon as the oldest start in the window ages out."""
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=2, tpm=None, window_s=10.0, clock=clock, sleep=clock.sleep)
+    assert admitted(limiter, clock, [1] * 4, gaps=[0.0, 4.0, 1.0, 0.0]) == [0.0, 4.0, 10.0, 14.0]
+    assert clock.sleeps == [5.0, 4.0]
+
+
+def test_rate_limiter_holds_tokens_per_window():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=None, tpm=100, window_s=60.0, clock=clock, sleep=clock.sleep)
+    assert admitted(limiter, clock, [40] * 4) == [0.0, 0.0, 60.0, 60.0]  # 3 x 40 tokens > 100 per window
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=None, tpm=100, window_s=60.0, clock=clock, sleep=clock.sleep)
+    assert admitted(limiter, clock, [150, 150]) == [0.0, 60.0]  # one request over the limit alone still starts
+
+
+def test_rate_limiter_lets_concurrent_waiters_through_in_order():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=2, tpm=None, window_s=60.0, clock=clock, sleep=clock.sleep)
+    order: list[tuple[int, float]] = []
+
+    async def one(i: int) -> None:
+        await limiter.acquire(1)
+        order.append((i, clock.now))
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(5)))
+
+    asyncio.run(main())
+    assert order == [(0, 0.0), (1, 0.0), (2, 60.0), (3, 60.0), (4, 120.0)]
+
+
+def test_rate_limiter_without_limits_never_waits():
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=None, tpm=None, clock=clock, sleep=clock.sleep)
+    assert admitted(limiter, clock, [10**9] * 3) == [0.0] * 3 and clock.sleeps == []
+
+
+def test_the_engine_sends_through_its_limiter():
+    """Against the real server, with the limiter on a fake clock: every request is sent once, in order, each
+    at the (fake) time the limiter let it through."""
+    clock = FakeClock()
+    requests = [req(f"limited {i}", i) for i in range(7)]
+    got: list[tuple[float, Completion]] = []
+
+    async def main(engine: OpenAIEngine) -> None:
+        engine._ensure()
+        engine._limiter = RateLimiter(3, None, 60.0, clock=clock, sleep=clock.sleep)
+        try:
+            for r in requests:
+                await engine.complete([r], lambda c: got.append((clock.now, c)))
+        finally:
+            await engine.release()
+
+    with FakeJudge() as server:
+        asyncio.run(main(OpenAIEngine("m", base_url=server.base_url, requests_per_minute=3)))
+    assert [c.request for _, c in got] == requests and all(c.text for _, c in got)
+    assert [t for t, _ in got] == [0.0] * 3 + [60.0] * 3 + [120.0]
+    assert [k for _, k, _ in server.attempts] == [key_of(r) for r in requests]  # in order, each once
 
 
 def test_missing_key_is_a_config_problem(monkeypatch):

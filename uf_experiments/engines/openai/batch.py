@@ -8,9 +8,9 @@ emits one Completion per request (``batch=True``; usage from each line's respons
 Completion with ``text=None`` and its reason).
 
 Durable. Every batch is recorded in SQLite (``state_path``, the request cache's file: tables ``batches``,
-``batch_requests``, ``batch_results``, this module's own connection) before it is waited on, its requests under
-the request cache's key (``cache_key(engine identity, request)``, stable across runs). So after a stop or a
-``kill -9``, a re-run:
+``batch_requests``, ``batch_results`` of ``batch_state.py``, on their own connection) before it is waited on, its
+requests under the request cache's key (``cache_key(engine identity, request)``, stable across runs). So after a
+stop or a ``kill -9``, a re-run:
 
 - never submits a request that sits in a live batch again: it re-attaches to that batch and waits for it (a
   batch whose creation was under way when the run died is found again through the batch list);
@@ -23,263 +23,42 @@ completed one, go into a follow-up batch, up to ``max_batch_retries`` times; aft
 their reasons. A line refused as a client error (HTTP 4xx other than 408/409/429) and a reply without content
 are final failures at once: asking again would not change them.
 
-The API key comes only from ``OPENAI_API_KEY``; the base URL from the model config or ``OPENAI_BASE_URL``.
+The API key comes only from ``OPENAI_API_KEY``; the base URL from the model config or ``OPENAI_BASE_URL``. The
+JSONL format is in ``batch_format.py``; the connection settings and request body, shared with the online engine,
+in ``client.py``. Also here: :func:`format_status` (the progress line of open batches) and :data:`BATCH_NOTICE`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.core.records import Completion, Request, Usage
-from uf_experiments.engines.base import Emit, EngineDown
+from uf_experiments.core.records import Completion, Request
+from uf_experiments.engines.base import Emit, EngineDown, run_sync
 from uf_experiments.engines.cache import cache_key, engine_identity
-from uf_experiments.engines.openai.engine import chat_body
+from uf_experiments.engines.openai.batch_format import (
+    ENDPOINT,
+    LineResult,
+    error_reason,
+    input_file,
+    input_line,
+    read_output,
+)
+from uf_experiments.engines.openai.batch_state import BatchState, Submitted
+from uf_experiments.engines.openai.client import Endpoint, EndpointEngine, chat_body
 
 log = logging.getLogger(__name__)
 
-ENDPOINT = "/v1/chat/completions"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 BATCH_NOTICE = ("OpenAI Batch API: a batch can take up to 24 h to finish. It is safe to stop this run (Ctrl-C, "
                 "even kill -9) and re-run the same command: it re-attaches to its batches and pays nothing twice.")
 
-STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    input_file_id TEXT PRIMARY KEY,   -- one uploaded input file = one batch
-    id TEXT,                          -- the batch id; null while it is being created
-    engine TEXT NOT NULL,
-    model TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    total INTEGER NOT NULL,
-    completed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    output_file_id TEXT,
-    error_file_id TEXT,
-    reason TEXT,
-    consumed INTEGER NOT NULL DEFAULT 0   -- 1 once its lines are in batch_results (or it can never answer)
-);
-CREATE TABLE IF NOT EXISTS batch_requests (
-    input_file_id TEXT NOT NULL,
-    key TEXT NOT NULL,                -- cache_key(engine identity, request): also the line's custom_id
-    PRIMARY KEY (input_file_id, key)
-);
-CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests(key);
-CREATE TABLE IF NOT EXISTS batch_results (
-    key TEXT PRIMARY KEY,             -- a paid answer not emitted yet
-    batch_id TEXT NOT NULL,
-    text TEXT,
-    finish_reason TEXT,
-    error TEXT,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    cached_tokens INTEGER NOT NULL,
-    created REAL NOT NULL
-);
-"""
 
-
-# ---------------------------------------------------------------- the file format
-
-
-def input_line(custom_id: str, body: Mapping[str, Any]) -> str:
-    """One line of a batch input file (without the newline)."""
-    return json.dumps({"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body},
-                      ensure_ascii=False, separators=(",", ":"))
-
-
-def input_file(model: str, keyed: Iterable[tuple[str, Request]]) -> str:
-    """A whole batch input file: one line per (custom_id, request)."""
-    return "".join(input_line(k, chat_body(model, r)) + "\n" for k, r in keyed)
-
-
-@dataclass(frozen=True)
-class LineResult:
-    """One request's outcome in a batch's output or error file."""
-
-    text: str | None
-    usage: Usage = Usage()
-    finish_reason: str | None = None
-    error: str | None = None
-    retry: bool = True  # a failure worth another batch (a reply without content is final)
-
-
-def _reason(err: Any) -> str | None:
-    if not err:
-        return None
-    if isinstance(err, str):
-        return err
-    if isinstance(err, Mapping):
-        if "error" in err:  # an error response body
-            return _reason(err["error"])
-        message = err.get("message") or json.dumps(err, sort_keys=True)
-        code = err.get("code")
-        return f"{code}: {message}" if isinstance(code, str) and code else str(message)
-    return str(err)
-
-
-def parse_line(obj: Mapping[str, Any]) -> tuple[str, LineResult]:
-    """(custom_id, outcome) of one output- or error-file line (OpenAI's format; vLLM's ``run_batch`` too)."""
-    response = obj.get("response") or {}
-    status = response.get("status_code")
-    body = response.get("body") or {}
-    if obj.get("error") or status != 200 or not body.get("choices"):
-        reason = _reason(obj.get("error")) or _reason(body.get("error")) or "no reply in the batch output"
-        client_error = isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429)
-        return obj["custom_id"], LineResult(None, error=f"HTTP {status}: {reason}" if status else reason,
-                                            retry=not client_error)  # a 4xx would fail again
-    choice = body["choices"][0]
-    u = body.get("usage") or {}
-    details = u.get("prompt_tokens_details") or {}
-    usage = Usage(u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0, details.get("cached_tokens") or 0)
-    text = (choice.get("message") or {}).get("content")
-    finish = choice.get("finish_reason")
-    if text is None:
-        return obj["custom_id"], LineResult(None, usage, finish, f"no content in the reply (finish_reason={finish})",
-                                            retry=False)
-    return obj["custom_id"], LineResult(text, usage, finish)
-
-
-def _paid(r: LineResult) -> bool:
-    """An answer, or a billed reply without content: kept until emitted."""
-    return r.text is not None or r.usage.prompt_tokens + r.usage.completion_tokens > 0
-
-
-def read_output(*texts: str) -> dict[str, LineResult]:
-    """Every line of a batch's output and error files, by custom_id."""
-    out: dict[str, LineResult] = {}
-    for text in texts:
-        for raw in text.splitlines():
-            if raw.strip():
-                cid, res = parse_line(json.loads(raw))
-                if res.text is not None or cid not in out:
-                    out[cid] = res
-    return out
-
-
-# ---------------------------------------------------------------- durable state
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A batch as recorded in the state file."""
-
-    input_file_id: str
-    id: str | None
-    status: str
-    created: float
-
-
-class BatchState:
-    """The engine's tables in the request cache's SQLite file (own connection; WAL + busy timeout)."""
-
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(STATE_SCHEMA)
-
-    def _select(self, head: str, column: str, keys: Sequence[str], tail: str = "") -> list[tuple]:
-        rows: list[tuple] = []
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                rows += self._db.execute(f"{head} WHERE {column} IN ({','.join('?' * len(chunk))}){tail}",
-                                         chunk).fetchall()
-        return rows
-
-    def results(self, keys: Sequence[str]) -> dict[str, LineResult]:
-        """Paid answers not emitted yet."""
-        rows = self._select("SELECT key, text, finish_reason, error, prompt_tokens, completion_tokens, "
-                            "cached_tokens FROM batch_results", "key", list(keys))
-        return {k: LineResult(text, Usage(pt, ct, cached), finish, error, retry=False)
-                for k, text, finish, error, pt, ct, cached in rows}
-
-    def drop_results(self, keys: Sequence[str]) -> None:
-        with self._lock:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start : start + 500])
-                self._db.execute(f"DELETE FROM batch_results WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-
-    def live(self, keys: Sequence[str]) -> dict[Submitted, set[str]]:
-        """Batches not consumed yet that hold any of ``keys``, newest first, with the keys each holds."""
-        rows = self._select("SELECT b.input_file_id, b.id, b.status, b.created, r.key FROM batch_requests r "
-                            "JOIN batches b USING (input_file_id)", "r.key", list(keys),
-                            " AND b.consumed = 0 ORDER BY b.created DESC")
-        out: dict[Submitted, set[str]] = {}
-        for fid, bid, status, created, key in rows:
-            out.setdefault(Submitted(fid, bid, status, created), set()).add(key)
-        return out
-
-    def keys_of(self, input_file_id: str) -> list[str]:
-        with self._lock:
-            return [k for (k,) in self._db.execute("SELECT key FROM batch_requests WHERE input_file_id = ?",
-                                                   (input_file_id,))]
-
-    def record(self, input_file_id: str, engine: str, model: str, keys: Sequence[str]) -> Submitted:
-        """Before the batch is created: the uploaded file and the requests it holds."""
-        now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("INSERT OR REPLACE INTO batches (input_file_id, id, engine, model, status, created, "
-                                 "updated, total) VALUES (?, NULL, ?, ?, 'creating', ?, ?, ?)",
-                                 (input_file_id, engine, model, now, now, len(keys)))
-                self._db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)",
-                                     [(input_file_id, k) for k in keys])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return Submitted(input_file_id, None, "creating", now)
-
-    def update(self, input_file_id: str, **fields: Any) -> None:
-        fields["updated"] = time.time()
-        with self._lock:
-            self._db.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in fields)} WHERE input_file_id = ?",
-                             [*fields.values(), input_file_id])
-
-    def consume(self, input_file_id: str, batch_id: str, lines: Mapping[str, LineResult], **fields: Any) -> None:
-        """In one transaction: every paid line of the batch into batch_results, the batch marked read."""
-        now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(k, batch_id, r.text, r.finish_reason, r.error, r.usage.prompt_tokens, r.usage.completion_tokens,
-                      r.usage.cached_tokens, now) for k, r in lines.items() if _paid(r)])
-                sets = {**fields, "consumed": 1, "updated": now}
-                self._db.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in sets)} WHERE input_file_id = ?",
-                                 [*sets.values(), input_file_id])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-# ---------------------------------------------------------------- the engine
-
-
-class OpenAIBatchEngine:
+class OpenAIBatchEngine(EndpointEngine):
     """Args: ``path`` is the model name the endpoint serves; the rest mirror conf/model/gpt_*.yaml plus the
     batch settings (``config.apply_batch`` keeps those an OpenAI engine config has and this engine takes)."""
 
@@ -308,8 +87,7 @@ class OpenAIBatchEngine:
         if max_lines_per_file < 1 or max_bytes_per_file < 1:
             raise ValueError("max_lines_per_file and max_bytes_per_file must be >= 1")
         self.model = path
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.where = self.base_url or "https://api.openai.com/v1"
+        self.endpoint = Endpoint.of(base_url, timeout_s, max_retries, connect_timeout_s)
         self.identity = engine_identity({"_target_": f"{__name__}.{type(self).__name__}", "base_url": self.base_url},
                                         path)
         self.max_batch = max_lines_per_file
@@ -319,20 +97,12 @@ class OpenAIBatchEngine:
         self.poll_initial_s, self.poll_max_s, self.poll_factor = poll_initial_s, poll_max_s, poll_factor
         self.max_batch_retries = max_batch_retries
         self.completion_window = completion_window
-        self.timeout_s, self.max_retries, self.connect_timeout_s = timeout_s, max_retries, connect_timeout_s
         self.state_path = Path(state_path or "outputs/cache/requests.sqlite")
         self._state: BatchState | None = None
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._watchers: dict[str, asyncio.Task] = {}
         self._status: dict[str, dict[str, Any]] = {}
-
-    @staticmethod
-    def check_config(engine_cfg: Any) -> str | None:
-        """Before any spend: the reason this engine cannot start, or None."""
-        if not os.environ.get("OPENAI_API_KEY"):
-            return "OPENAI_API_KEY is not set: export it (use any non-empty value for a local server without auth)"
-        return None
 
     def input_file(self, requests: Sequence[Request]) -> str:
         """The input file this engine writes for ``requests`` (custom_id = the request's cache key)."""
@@ -368,13 +138,10 @@ class OpenAIBatchEngine:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             try:
-                import openai
+                import openai  # noqa: F401 - the client below needs it
             except ImportError as exc:  # pragma: no cover - a declared dependency
                 raise ImportError("the Batch API engine needs the openai SDK: pip install 'openai>=1.40'") from exc
-            import httpx2  # the SDK's HTTP client
-
-            timeout = httpx2.Timeout(self.timeout_s, connect=min(self.connect_timeout_s, self.timeout_s))
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, timeout=timeout, max_retries=self.max_retries)
+            self._client = self.endpoint.client()
             self._loop, self._watchers = loop, {}
         return self._client
 
@@ -586,7 +353,7 @@ class OpenAIBatchEngine:
             missing = f"batch {sub.id} completed without a line for this request"
         elif batch.status == "failed":
             errors = getattr(getattr(batch, "errors", None), "data", None) or []
-            reasons = "; ".join(_reason(e.model_dump()) or "" for e in errors)
+            reasons = "; ".join(error_reason(e.model_dump()) or "" for e in errors)
             missing = f"batch {sub.id} failed: " + (reasons or "no reason given")
         else:
             missing = f"batch {sub.id} {batch.status} before answering this request"
@@ -601,8 +368,6 @@ class OpenAIBatchEngine:
 
     def generate(self, requests: Sequence[Request], on_result: Emit | None = None) -> list[Completion]:
         """The pre-scheduler seam (``runner.py`` before the streaming core): ``complete`` through ``run_sync``."""
-        from uf_experiments.engines.base import run_sync
-
         return run_sync(self, requests, on_result)
 
     async def release(self) -> None:
