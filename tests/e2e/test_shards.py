@@ -56,7 +56,7 @@ def test_merged_shards_equal_an_unsharded_run(tmp_path):
             f"hydra.run.dir={tmp_path / 'whole'}", server=server)
         cli("-m", "uf_experiments", "-m", *COMMON, "dataset.shard.count=3", "dataset.shard.index=0,1,2",
             f"cache.path={tmp_path / 'c2.sqlite'}", f"hydra.sweep.dir={tmp_path / 'shards'}", server=server)
-        out = cli("-m", "uf_experiments.report.merge", str(tmp_path / "merged"), str(tmp_path / "shards"),
+        out = cli("-m", "uf_experiments.cli.merge", str(tmp_path / "merged"), str(tmp_path / "shards"),
                   server=server)
     assert "merged 3 shards" in out.stdout
     whole, merged = tmp_path / "whole", tmp_path / "merged"
@@ -83,7 +83,7 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
         (d / "summary.json").write_text(json.dumps({"experiment": "x", "counts": {}}))
         return d
 
-    from uf_experiments.report.merge import main
+    from uf_experiments.cli.merge import main
 
     a, b = fake_run("a", 0, 3), fake_run("b", 1, 3)
     assert main([str(tmp_path / "out"), str(a), str(b)]) == 2  # shard 2 missing

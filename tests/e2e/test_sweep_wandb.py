@@ -17,8 +17,12 @@ from omegaconf import OmegaConf
 from tests.helpers.fake_openai import FakeJudge
 from tests.helpers.wandb_reader import read_run
 from tests.unit.report.test_compare import AGREEMENT, rows_of, summary, sweep  # noqa: F401 - `sweep` is a fixture
-from uf_experiments.report import compare
-from uf_experiments.tracking.wandb import WandbTracker, cell_metrics, tracking_enabled
+from uf_experiments.metrics import cell as metrics_cell
+from uf_experiments.report import plots
+from uf_experiments.report import sweep as report_sweep
+from uf_experiments.report import table as report_table
+from uf_experiments.tracking.null import tracking_enabled
+from uf_experiments.tracking.wandb import WandbTracker, cell_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 TRACKING = OmegaConf.create({"backend": "wandb", "project": "uf-test", "entity": None, "mode": "offline",
@@ -81,7 +85,7 @@ def test_a_cell_run_declares_its_numbers_with_define_metric(tmp_path: Path):
 
 
 def test_the_compare_run_has_the_table_the_plots_and_the_totals(sweep: Path):  # noqa: F811
-    result, run_obj = compare.sweep_end(sweep, TRACKING, "my-sweep")
+    result, run_obj = report_sweep.sweep_end(sweep, TRACKING, "my-sweep")
     assert result.out == sweep / "compare"
     run = only_run(sweep / "compare" / "wandb")  # every file inside the sweep dir
     assert run_obj.id in run["dir"].name
@@ -90,7 +94,7 @@ def test_the_compare_run_has_the_table_the_plots_and_the_totals(sweep: Path):  #
                                      "judge.swap": ["true"]}
     assert run["config"]["cells"] == 5 and run["config"]["sweep_dir"] == str(sweep)
 
-    header, records = compare.table(rows_of(sweep))
+    header, records = report_table.table(rows_of(sweep))
     (table_step,) = [h for h in run["history"] if h.get("compare/_type") == "table-file"]
     table = json.loads((run["dir"] / "files" / table_step["compare/path"]).read_text())
     assert table["columns"] == header and table["data"] == records  # typed values, the skipped cell included
@@ -98,7 +102,7 @@ def test_the_compare_run_has_the_table_the_plots_and_the_totals(sweep: Path):  #
         "done", "done", "stopped", "skipped", "done"]
 
     (image_step,) = [h for h in run["history"] if "plots/usd_per_pair/_type" in h]
-    for name in compare.PLOTS:
+    for name in plots.PLOTS:
         key = f"plots/{Path(name).stem}"
         assert image_step[f"{key}/_type"] == "image-file" and image_step[f"{key}/format"] == "png"
         stored = run["dir"] / "files" / image_step[f"{key}/path"]
@@ -111,13 +115,13 @@ def test_the_compare_run_has_the_table_the_plots_and_the_totals(sweep: Path):  #
 
 
 def test_no_compare_run_without_tracking_and_nothing_for_a_plan_sweep(sweep: Path, tmp_path: Path):  # noqa: F811
-    result, run = compare.sweep_end(sweep, None)
+    result, run = report_sweep.sweep_end(sweep, None)
     assert run is None and not (sweep / "compare" / "wandb").exists()
     assert (sweep / "compare" / "compare.csv").is_file() and len(result.rows) == 5
     planned = tmp_path / "planned"
     (planned / "0_pool.size=2").mkdir(parents=True)
     (planned / "0_pool.size=2" / "plan.json").write_text("{}")
-    assert compare.sweep_end(planned, TRACKING) is None and not (planned / "compare").exists()
+    assert report_sweep.sweep_end(planned, TRACKING) is None and not (planned / "compare").exists()
     assert not tracking_enabled(OmegaConf.create({"backend": "none"}))
 
 
@@ -147,7 +151,7 @@ def test_a_sweep_ends_with_its_comparison_in_w_and_b(tmp_path: Path):
     cells = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name != "compare")
     assert [c.name.split("_")[0] for c in cells] == ["0", "1"]
     written = sorted(p.name for p in (sweep_dir / "compare").iterdir())
-    assert written == sorted(["compare.csv", "compare.md", "totals.json", "wandb", *compare.PLOTS])
+    assert written == sorted(["compare.csv", "compare.md", "totals.json", "wandb", *plots.PLOTS])
     assert "compare: 2 runs: " in proc.stdout and f"-> {sweep_dir / 'compare'}/" in proc.stdout
 
     run = only_run(sweep_dir / "compare" / "wandb")
@@ -162,7 +166,7 @@ def test_a_sweep_ends_with_its_comparison_in_w_and_b(tmp_path: Path):
         assert cell_run["summary"]["cell/pool_size"] == int(row[header.index("pool.size")])
         assert cell_run["summary"]["cell/pairs"] == row[header.index("pairs")]
         assert cell_run["metrics"]["cell/pairs"]["step_metric"] == "cell/pool_size"
-        assert row[header.index("usd_paid")] == compare.costs(json.loads((cell / "summary.json").read_text())).paid
+        assert row[header.index("usd_paid")] == metrics_cell.costs(json.loads((cell / "summary.json").read_text())).paid
     assert table["data"][0][header.index("usd_paid")] > 0  # the first cell, on an empty cache, paid
     assert run["summary"]["grid/runs"] == 2 and run["summary"]["grid/pairs"] == sum(
         r[header.index("pairs")] for r in table["data"])

@@ -121,8 +121,8 @@ class CompareCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         if config.get("plan"):
             return
-        from uf_experiments.report.compare import describe_totals, sweep_end
-        from uf_experiments.tracking.wandb import tracking_enabled
+        from uf_experiments.report.sweep import describe_totals, sweep_end
+        from uf_experiments.tracking.null import tracking_enabled
 
         sweep = Path(config.hydra.sweep.dir)
         tracking = config.tracking if tracking_enabled(config.tracking) else None

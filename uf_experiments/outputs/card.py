@@ -5,7 +5,7 @@
 card YAML header (tags, size, the ``rated`` and ``preferences`` configs as ``Dataset.push_to_hub`` lays them out),
 then how the data was made (the command and its overrides, models and judge, aspects, binarization), what came
 out (counts, costs, metrics) and the columns of both files. When the models were the tiny random-weight ones,
-the card says so first. ``push_to_hub`` pushes both datasets, then the card as ``README.md``.
+the card says so first. ``outputs.hub.push_to_hub`` pushes both datasets, then the card as ``README.md``.
 
 ``python -m uf_experiments.outputs.card RUN_DIR`` (re)writes the card of an existing run dir from its files.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,11 +22,13 @@ from typing import Any
 
 import yaml
 
-log = logging.getLogger(__name__)
+from uf_experiments.config.schema import enum_value
+from uf_experiments.core.rundir import dig, hydra_overrides
+from uf_experiments.metrics.cell import costs, summary_metrics
+from uf_experiments.outputs.hub import SPLIT, card_header
+from uf_experiments.tracking.secrets import scrub_overrides
 
 CARD = "dataset_card.md"
-CONFIGS = ("preferences", "rated")  # the dataset's configs on the hub, the first is the default
-SPLIT = "train"  # the split Dataset.push_to_hub gives a dataset without one
 
 RATED_COLUMNS = {
     "prompt_id": "the prompt's id: the dataset's id column, or a hash of source and instruction",
@@ -83,12 +84,6 @@ def plain(config: Any) -> dict[str, Any]:
     return dict(config)
 
 
-def _get(node: Any, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        node = node.get(k) if isinstance(node, Mapping) else None
-    return default if node is None else node
-
-
 def roster(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The pool's first ``pool.size`` models as ``(name, model config)``; a served pool's names (a list) get the
     pool's engine and price."""
@@ -101,12 +96,6 @@ def roster(config: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                            "gpu_hour_usd": pool.get("gpu_hour_usd") or 0.0}) for n in models]
     size = pool.get("size")
     return items[:size] if isinstance(size, int) else items
-
-
-def read_overrides(run_dir: Path) -> list[str]:
-    """The job's command-line overrides, from Hydra's ``.hydra/overrides.yaml`` ([] when there is none)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    return [str(o) for o in yaml.safe_load(path.read_text()) or []] if path.is_file() else []
 
 
 def _sweep_of(run_dir: Path) -> str | None:
@@ -153,23 +142,6 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
             *("| " + " | ".join(cell(v) for v in r) + " |" for r in rows)]
 
 
-def _scrub(overrides: Sequence[str]) -> list[str]:
-    from uf_experiments.tracking.wandb import SECRET_KEY
-
-    out = []
-    for o in overrides:
-        key, sep, _ = o.partition("=")
-        out.append(f"{key}=***" if sep and SECRET_KEY.search(key) else o)
-    return out
-
-
-def _size_category(n: int) -> str:
-    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < bound:
-            return label
-    return "1M<n<10M"
-
-
 def _is_tiny(model: Mapping[str, Any]) -> bool:
     return bool(model.get("tiny"))
 
@@ -183,7 +155,7 @@ def _what(model: Mapping[str, Any]) -> str:
 
 
 def _engine(model: Mapping[str, Any]) -> str:
-    target = str(_get(model, "engine", "_target_", default=""))
+    target = str(dig(model, "engine", "_target_", default=""))
     return target.rsplit(".", 1)[-1] or "—"
 
 
@@ -198,41 +170,22 @@ def _price(model: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "free"
 
 
-def header(config: Mapping[str, Any], summary: Mapping[str, Any], license: str | None = None) -> dict[str, Any]:
-    """The card's YAML metadata: what the hub shows and how ``load_dataset`` finds the two configs."""
-    counts = summary.get("counts") or {}
-    meta: dict[str, Any] = {}
-    if license:
-        meta["license"] = license
-    meta.update({
-        "pretty_name": f"uf-experiments {config.get('experiment', 'run')}: UltraFeedback-style preference data",
-        "tags": ["ultrafeedback", "preference", "dpo", "synthetic", "uf-experiments"],
-        "task_categories": ["text-generation"],
-        "size_categories": [_size_category(int(counts.get("rated_rows") or counts.get("prompts") or 0))],
-        "configs": [{"config_name": name, **({"default": True} if i == 0 else {}),
-                     "data_files": [{"split": SPLIT, "path": f"{name}/{SPLIT}-*"}]} for i, name in enumerate(CONFIGS)],
-    })
-    return meta
-
-
 def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] = (),
               columns: Mapping[str, Sequence[tuple[str, Sequence[str]]]] | None = None, *,
               sweep: str | None = None, license: str | None = None) -> str:
     """The whole card. ``columns``: per file (``rated``, ``preferences``) its ``(column, struct keys)``, as read
     from the parquet files (default: the documented columns)."""
-    from uf_experiments.report.compare import costs, summary_metrics
-
     config = plain(config)
-    license = license or _get(config, "output", "license")
+    license = license or dig(config, "output", "license")
     counts = summary.get("counts") or {}
     metrics = summary.get("metrics") or {}
     judge = config.get("judge") or {}
     judge_model = judge.get("model") or {}
     models = roster(config)
-    repo = _get(config, "output", "push_to_hub")
+    repo = dig(config, "output", "push_to_hub")
     aspects = config.get("aspect") or {}
     experiment = config.get("experiment", "run")
-    out = ["---", yaml.safe_dump(header(config, summary, license), sort_keys=False).rstrip(), "---", "",
+    out = ["---", yaml.safe_dump(card_header(config, summary, license), sort_keys=False).rstrip(), "---", "",
            f"# {repo or 'uf-experiments ' + experiment}", "",
            "Preference data in the style of UltraFeedback (Cui et al. 2023), made with uf-experiments: a pool of "
            "models wrote completions for each prompt, a judge model "
@@ -256,14 +209,14 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
 
     # how it was made
     out += ["## How it was made", "", "```bash",
-            " ".join(["uf-experiments", *(shlex.quote(o) for o in _scrub(overrides))]), "```", ""]
+            " ".join(["uf-experiments", *(shlex.quote(o) for o in scrub_overrides(overrides))]), "```", ""]
     if sweep:
         out += [f"One cell of the `-m` sweep `{sweep}`; the command above reruns this cell alone.", ""]
-    out += ["Overrides of the defaults: " + (", ".join(f"`{o}`" for o in _scrub(overrides)) or "none") + ".", ""]
+    out += ["Overrides of the defaults: " + (", ".join(f"`{o}`" for o in scrub_overrides(overrides)) or "none") + ".", ""]
     ds = config.get("dataset") or {}
     where = {"hub": f"`{ds.get('repo_id')}`" + (f" (config `{ds['subset']}`)" if ds.get("subset") else "")
              + f", split `{ds.get('split')}`", "local": f"the file `{Path(str(ds.get('path'))).name}`",
-             "demo": "the built-in demo prompts (12 from each UltraFeedback source)"}.get(str(ds.get("kind")),
+             "demo": "the built-in demo prompts (12 from each UltraFeedback source)"}.get(enum_value(ds.get("kind")),
                                                                                           str(ds.get("kind")))
     shard = ds.get("shard") or {}
     sampling = config.get("sampling") or {}
@@ -271,16 +224,16 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
             + (f", shard {shard.get('index')} of {shard.get('count')}" if (shard.get("count") or 1) > 1 else "")
             + f" (`experiment={experiment}`, `seed={config.get('seed')}`).",
             f"- Generation: {sampling.get('n')} completions per prompt, each by a distinct model of the first "
-            f"{_get(config, 'pool', 'size')} of pool `{_get(config, 'pool', 'name')}`; temperature "
+            f"{dig(config, 'pool', 'size')} of pool `{dig(config, 'pool', 'name')}`; temperature "
             f"{sampling.get('temperature')}, top_p {sampling.get('top_p')}, at most {sampling.get('max_new_tokens')} "
-            f"new tokens; system-prompt principles: `{_get(config, 'principles', 'name', default='none')}`.", ""]
+            f"new tokens; system-prompt principles: `{dig(config, 'principles', 'name', default='none')}`.", ""]
 
     out += ["## Models", ""]
-    by_model = _get(summary, "generation", "by_model", default={})
-    rows = [[name, "generation", _what(m), _engine(m), _price(m), _get(by_model, name, "requests", default=0)]
+    by_model = dig(summary, "generation", "by_model", default={})
+    rows = [[name, "generation", _what(m), _engine(m), _price(m), dig(by_model, name, "requests", default=0)]
             for name, m in models]
     rows.append([judge_model.get("name"), "judge", _what(judge_model), _engine(judge_model), _price(judge_model),
-                 _get(summary, "judge", "requests", default=0)])
+                 dig(summary, "judge", "requests", default=0)])
     out += _md_table(["model", "role", "what", "engine", "price", "requests"], rows) + [""]
     swap = (f"each side-by-side aspect judged a second time in the reversed order (`{judge.get('swap_combine')}` "
             "order's ratings kept)" if judge.get("swap") else "one order per (prompt, aspect)")
@@ -297,7 +250,7 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
          + (", with types" if a.get("has_types") else "")] for name, a in aspects.items()]) + [""]
 
     b = config.get("binarize") or {}
-    recipe = str(b.get("recipe"))
+    recipe = enum_value(b.get("recipe"))
     score = b.get("score")
     side = [n for n, a in aspects.items() if not a.get("per_completion")] or list(aspects)
     out += ["## Binarization", "",
@@ -318,8 +271,8 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
         out += ["`total` is what the run's work costs, every request at its attributed price (API: tokens × the "
                 "price when it was paid; self-hosted: its share of engine time × `gpu_hour_usd`), whether paid by "
                 "this run or read from the request cache; `paid` is what this run spent.", ""]
-        stage_rows = [[st, _usd(_get(cost_usd, st, "total")), _usd(_get(cost_usd, st, "paid")),
-                       _usd(_get(cost_usd, st, "saved_by_cache"))] for st in ("generation", "judge")]
+        stage_rows = [[st, _usd(dig(cost_usd, st, "total")), _usd(dig(cost_usd, st, "paid")),
+                       _usd(dig(cost_usd, st, "saved_by_cache"))] for st in ("generation", "judge")]
         stage_rows.append(["**all**", _usd(cost.total), _usd(cost.paid), _usd(cost_usd.get("saved_by_cache"))])
         out += _md_table(["stage", "total", "paid", "saved by cache"], stage_rows) + [""]
         out += [f"Note: {n}." for n in cost_usd.get("notes") or []] + ([""] if cost_usd.get("notes") else [])
@@ -329,9 +282,9 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
                 "(this summary predates attributed costs).", ""]
     model_rows = []
     attributed = any("paid_usd" in m for st in ("generation", "judge")
-                     for m in (_get(summary, st, "by_model", default={}) or {}).values())
+                     for m in (dig(summary, st, "by_model", default={}) or {}).values())
     for stage in ("generation", "judge"):
-        for name, m in (_get(summary, stage, "by_model", default={}) or {}).items():
+        for name, m in (dig(summary, stage, "by_model", default={}) or {}).items():
             usd = [_usd(m.get("cost_usd")), _usd(m.get("paid_usd"))] if attributed else [_usd(m.get("cost_usd"))]
             model_rows.append([name, stage, m.get("requests"), m.get("cache_hits"), m.get("prompt_tokens"),
                                m.get("completion_tokens"), *usd])
@@ -358,7 +311,7 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
     if metrics.get("chosen_by_model") or metrics.get("rejected_by_model"):
         names = sorted(set(metrics.get("chosen_by_model") or {}) | set(metrics.get("rejected_by_model") or {}))
         out.append("- chosen / rejected per model: " + ", ".join(
-            f"{m} {_get(metrics, 'chosen_by_model', m, default=0)}/{_get(metrics, 'rejected_by_model', m, default=0)}"
+            f"{m} {dig(metrics, 'chosen_by_model', m, default=0)}/{dig(metrics, 'rejected_by_model', m, default=0)}"
             for m in names))
     out.append("")
     if metrics.get("agreement"):
@@ -401,24 +354,11 @@ def write_card(run_dir: Path, config: Any, summary: Mapping[str, Any], overrides
     to Hydra's ``.hydra/overrides.yaml``, the columns are read from the parquet files. Returns its path."""
     run_dir = Path(run_dir)
     columns = {name: parquet_columns(run_dir / f"{name}.parquet") for name in ("rated", "preferences")}
-    text = card_text(config, summary, read_overrides(run_dir) if overrides is None else overrides, columns,
+    text = card_text(config, summary, hydra_overrides(run_dir) if overrides is None else overrides, columns,
                      sweep=_sweep_of(run_dir), license=license)
     path = run_dir / CARD
     path.write_text(text)
     return path
-
-
-def push_to_hub(repo_id: str, datasets: Mapping[str, Any], card: Path, private: bool = True) -> None:
-    """Push each dataset as its config (``{"rated": Dataset, "preferences": Dataset}``), then ``card`` as the
-    repo's ``README.md``: after the datasets, so it replaces the README ``Dataset.push_to_hub`` wrote (its YAML
-    header names the same configs and files). Needs a Hugging Face token (``HF_TOKEN``)."""
-    from huggingface_hub import HfApi
-
-    for name, ds in datasets.items():
-        ds.push_to_hub(repo_id, config_name=name, private=private)
-    HfApi().upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset",
-                        commit_message="Dataset card from uf-experiments")
-    log.info("pushed %s and the dataset card to %s (private=%s)", ", ".join(datasets), repo_id, private)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,8 @@ from uf_experiments.metrics.binarize import binarize
 from uf_experiments.metrics.experiment import Metrics, flip_rates, judged
 from uf_experiments.metrics.pricing import Meter, format_plan
 from uf_experiments.metrics.summary import RunSummary, StageStats, cost_block
-from uf_experiments.outputs.card import CARD, push_to_hub, write_card
+from uf_experiments.outputs.card import CARD, write_card
+from uf_experiments.outputs.hub import push_to_hub
 from uf_experiments.outputs.writer import DatasetSaver, OutputWriter, rated_schema
 from uf_experiments.pipeline.plan import plan_run
 from uf_experiments.pipeline.preflight import check_endpoints
@@ -123,7 +124,7 @@ def run_pilot(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], dict[str,
 
     from omegaconf import open_dict
 
-    from uf_experiments.tracking.wandb import NullTracker
+    from uf_experiments.tracking.null import NullTracker
 
     pcfg = deepcopy(cfg)
     with open_dict(pcfg):

@@ -8,9 +8,7 @@ seeded by the prompt id, the result equals an unsharded run's files (engine wall
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +20,6 @@ from uf_experiments.core.records import Pair
 from uf_experiments.metrics.agreement import agreement_metrics, reference_field, usd_per_1k_judged
 from uf_experiments.metrics.binarize import BinarizeReport
 from uf_experiments.metrics.summary import RunSummary
-from uf_experiments.report.compare import CompareError, find_runs
 
 
 class MergeError(Exception):
@@ -92,23 +89,3 @@ def merge(runs: Sequence[Path], out: Path) -> dict[str, Any]:
     write_outputs(out, rated_schema(aspect_cfgs, float_ratings, extra), rows, report.pairs)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="uf-experiments-merge", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="the merged run dir to write")
-    parser.add_argument("paths", nargs="+", help="shard run dirs, or a sweep dir holding them")
-    args = parser.parse_args(argv)
-    try:
-        runs = find_runs(args.paths)
-        summary = merge(runs, args.out)
-    except (CompareError, MergeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    c = summary["counts"]
-    print(f"merged {len(runs)} shards -> {args.out}: {c['rated_rows']} rated rows, {c['pairs']} pairs")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-"""Weights & Biases: one run per Hydra job, offline unless logged in, always finished; and one ``compare`` run
-per ``-m`` sweep (``log_comparison``).
+"""Weights & Biases: one run per Hydra job, offline unless logged in, always finished (``start_tracker``); and
+one ``compare`` run per ``-m`` sweep (``log_comparison``). ``wandb`` itself is imported when a run starts.
 
 Each job's run carries, besides every ``summary.json`` number, the numbers its sweep is compared on under
 ``cell/`` (``CELL_X`` and ``cell_metrics``), logged once as history with ``define_metric``: see
@@ -11,27 +11,21 @@ from __future__ import annotations
 import logging
 import netrc
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from uf_experiments import package_version
+from uf_experiments.core.rundir import dig
+from uf_experiments.metrics.cell import summary_metrics
+from uf_experiments.tracking.null import NullTracker, tracking_enabled
+from uf_experiments.tracking.secrets import scrub
 
 log = logging.getLogger(__name__)
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.I)
-
-
-def scrub(value: Any) -> Any:
-    """A copy of a plain config with every secret-looking key removed."""
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
 
 
 def logged_in() -> bool:
+    """True when W&B has an API key (``WANDB_API_KEY`` or ``~/.netrc``): runs go online unless ``mode`` says."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
@@ -47,25 +41,9 @@ def cell_metrics(summary: Mapping[str, Any], config: Mapping[str, Any]) -> dict[
     """The numbers a sweep's cells are compared on, as ``cell/<name>``: ``CELL_X`` from the config, then the
     columns of ``uf-experiments-compare`` (pairs, tie rate, margin, parse-failure and flip rates, agreement,
     attributed and paid $, $ per pair, pairs per $, $ per 1k judged). Unknown values are left out."""
-    from uf_experiments.report.compare import summary_metrics
-
-    out: dict[str, Any] = {}
-    for key, path in CELL_X.items():
-        node: Any = config
-        for part in path:
-            node = node.get(part) if isinstance(node, Mapping) else None
-        out[key] = node
+    out: dict[str, Any] = {key: dig(config, *path) for key, path in CELL_X.items()}
     out.update({f"cell/{k}": v for k, v in summary_metrics(dict(summary)).items()})
     return {k: v for k, v in out.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-class NullTracker:
-    def log_table(self, name: str, columns: list[str], rows: list[list[Any]]) -> None: ...
-    def log_summary(self, summary: dict[str, Any]) -> None: ...
-    def log_cell_metrics(self, summary: dict[str, Any]) -> None: ...
-    def log_images(self, images: Mapping[str, Path]) -> None: ...
-    def log_files(self, paths: list[Path]) -> None: ...
-    def finish(self, exit_code: int = 0) -> None: ...
 
 
 class WandbTracker:
@@ -161,33 +139,29 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def tracking_enabled(cfg: Any) -> bool:
-    return str(getattr(cfg.backend, "value", cfg.backend)) != "none"
-
-
 def start_tracker(cfg: Any, run_dir: Path, config: dict[str, Any], group: str | None, name: str,
-                  job_type: str | None = None) -> Any:
+                  job_type: str | None = None) -> WandbTracker | NullTracker:
+    """The job's tracker: a ``WandbTracker`` unless ``tracking=none`` (then a ``NullTracker``)."""
     if not tracking_enabled(cfg):
         return NullTracker()
     return WandbTracker(cfg, run_dir, config, group, name, job_type)
 
 
-def log_comparison(cfg: Any, comparison: Any, group: str | None, config: dict[str, Any]) -> Any:
-    """One W&B run for a compared sweep (``compare.Comparison``), in the sweep's ``group`` with job_type
-    ``compare``, its files in ``<comparison.out>/wandb``: the compare table (``wandb.Table`` ``compare``, typed
-    values, one row per run and per skipped cell), the PNG plots (``plots/<name>``), and the grid's totals in
-    the summary (``grid/<key>``). Returns the finished run (None with ``tracking=none``)."""
-    from uf_experiments.report.compare import table
-
+def log_comparison(cfg: Any, out: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                   images: Mapping[str, Path], totals: Mapping[str, Any], group: str | None,
+                   config: dict[str, Any]) -> Any:
+    """One W&B run for a compared sweep, in the sweep's ``group`` with job_type ``compare``, its files in
+    ``out/wandb``: the compare table (``wandb.Table`` ``compare`` of ``columns`` and ``rows``, typed values), the
+    PNG plots (``images``: W&B key -> file), and the grid's totals in the summary (``grid/<key>``). The values
+    come computed (``report.sweep`` builds them). Returns the finished run (None with ``tracking=none``)."""
     if not tracking_enabled(cfg):
         return None
-    tracker = WandbTracker(cfg, comparison.out, config, group, "compare", job_type="compare")
+    tracker = WandbTracker(cfg, out, config, group, "compare", job_type="compare")
     exit_code = 1
     try:
-        header, records = table(comparison.rows)
-        tracker.log_table("compare", header, records)
-        tracker.log_images({f"plots/{p.stem}": p for p in comparison.plots})
-        for key, value in _flatten({"grid": comparison.totals}).items():
+        tracker.log_table("compare", list(columns), [list(r) for r in rows])
+        tracker.log_images(images)
+        for key, value in _flatten({"grid": dict(totals)}).items():
             tracker.run.summary[key] = value
         exit_code = 0
     finally:

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from tests.conftest import compose_config
 from tests.helpers.fake_openai import FakeJudge
 from tests.unit.report.test_compare import AGREEMENT, old_summary, summary
-from uf_experiments.outputs import card
+from uf_experiments.outputs import card, hub
 from uf_experiments.config import resolve, validate
 
 REPO = Path(__file__).resolve().parents[3]
@@ -193,7 +193,7 @@ def test_push_sends_both_configs_then_the_card_as_readme(run_dir: Path, monkeypa
     path = card.write_card(run_dir, config, json.loads((run_dir / "summary.json").read_text()))
     rated = Dataset.from_parquet(str(run_dir / "rated.parquet"))
     prefs = Dataset.from_parquet(str(run_dir / "preferences.parquet"))
-    card.push_to_hub("someone/uf-pairs", {"rated": rated, "preferences": prefs}, path, private=True)
+    hub.push_to_hub("someone/uf-pairs", {"rated": rated, "preferences": prefs}, path, private=True)
 
     assert [c[0] for c in calls] == ["push_to_hub", "push_to_hub", "upload_file"]  # the card last: it wins
     assert calls[0][1] == {"repo_id": "someone/uf-pairs", "rows": rated.num_rows, "config_name": "rated",

@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from uf_experiments.report import compare
+from uf_experiments.cli import compare as compare_cli
+from uf_experiments.metrics import cell as metrics_cell
+from uf_experiments.metrics.cell import Costs
+from uf_experiments.report import numbers, plots
+from uf_experiments.report import runs as report_runs
+from uf_experiments.report import sweep as report_sweep
+from uf_experiments.report import table as report_table
 
 REPO = Path(__file__).resolve().parents[3]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -134,63 +140,63 @@ EXPECTED = [
 
 
 def test_find_runs_in_a_sweep_dir_in_job_order(sweep: Path):
-    runs = compare.find_runs([sweep])
+    runs = report_runs.find_runs([sweep])
     assert [r.name for r in runs] == ["0_pool.size=2,sampling.n=2", "1_pool.size=2,sampling.n=1",
                                       "2_pool.size=10,sampling.n=2,+judge.swap=true", "10_pool.size=3,sampling.n=2"]
 
 
 def test_find_runs_given_run_dirs_directly_without_duplicates(sweep: Path):
     a, b = sweep / "1_pool.size=2,sampling.n=1", sweep / "10_pool.size=3,sampling.n=2"
-    assert compare.find_runs([b, a, b]) == [b, a]
+    assert report_runs.find_runs([b, a, b]) == [b, a]
 
 
 @pytest.mark.parametrize("name", ["empty", "missing"])
 def test_find_runs_error_names_the_path(tmp_path: Path, name: str):
     if name == "empty":
         (tmp_path / name / "not-a-run").mkdir(parents=True)
-    with pytest.raises(compare.CompareError, match=f"{name}: no"):
-        compare.find_runs([tmp_path / name])
+    with pytest.raises(report_runs.CompareError, match=f"{name}: no"):
+        report_runs.find_runs([tmp_path / name])
 
 
 def test_parse_overrides_leaves_out_paths_and_secrets():
-    assert compare.parse_overrides(["pool.size=2", "++judge.swap=true", "~principles", "cache.path=/x",
+    assert report_runs.parse_overrides(["pool.size=2", "++judge.swap=true", "~principles", "cache.path=/x",
                                     "hydra.run.dir=/y", "+pool.engine.api_key=sk-live"]) == {
         "pool.size": "2", "judge.swap": "true", "principles": "~"}
 
 
 def test_read_overrides(sweep: Path):
-    assert compare.read_overrides(sweep / "2_pool.size=10,sampling.n=2,+judge.swap=true") == {
+    assert report_runs.read_overrides(sweep / "2_pool.size=10,sampling.n=2,+judge.swap=true") == {
         "pool.size": "10", "sampling.n": "2", "judge.swap": "true"}
 
 
 def rows_of(sweep: Path) -> list[dict[str, Any]]:
-    return compare.collect(compare.find_runs([sweep]), compare.find_skipped([sweep]))
+    return report_runs.collect(report_runs.find_runs([sweep]), report_runs.find_skipped([sweep]))
 
 
 def test_collect_rows_sorted_by_override_values(sweep: Path):
     rows = rows_of(sweep)
-    header, records = compare.table(rows)
+    header, records = report_table.table(rows)
     assert header == HEADER
     assert [r["run"] for r in rows] == [e[0] for e in EXPECTED]
     assert [r["status"] for r in rows] == ["done", "done", "stopped", "skipped", "done"]
     # typed values before formatting
     assert records[4][5:] == [4, 0.0, 2.25, 0.0, 0.3, 0.5, 0.25, 0.75, 0.006, 0.001, 0.0015, 666.6667, 0.5]
     assert records[0][4:] == ["done", 0, None, None, 0.0, None, None, None, None, 0.004, 0.0, None, 0.0, None]
-    assert compare.varying_keys(rows) == ["pool.size", "sampling.n", "judge.swap"]
+    assert report_runs.varying_keys(rows) == ["pool.size", "sampling.n", "judge.swap"]
 
 
 @pytest.mark.parametrize(("summary_json", "want"), [
     # attributed shape: the totals as written
     (summary(2, None, None, 0.0, 0.01, 0.005, paid=0.002, judge_usd=0.004),
-     compare.Costs(total=0.01, paid=0.002, judge_total=0.004, saved=0.008)),
+     Costs(total=0.01, paid=0.002, judge_total=0.004, saved=0.008)),
     # before attributed costs, nothing from the cache: paid is the cost of the work
-    (old_summary(2, 0.01, cache_hits=0, judge_usd=0.004), compare.Costs(0.01, 0.01, 0.004, None)),
+    (old_summary(2, 0.01, cache_hits=0, judge_usd=0.004), Costs(0.01, 0.01, 0.004, None)),
     # before attributed costs, generation cached: the work's total is unknown, the judge's is known
-    (old_summary(2, 0.01, cache_hits=3, judge_hits=0, judge_usd=0.004), compare.Costs(None, 0.01, 0.004, None, "x")),
-    (old_summary(2, 0.01, cache_hits=3, judge_hits=1, judge_usd=0.004), compare.Costs(None, 0.01, None, None, "x")),
+    (old_summary(2, 0.01, cache_hits=3, judge_hits=0, judge_usd=0.004), Costs(None, 0.01, 0.004, None, "x")),
+    (old_summary(2, 0.01, cache_hits=3, judge_hits=1, judge_usd=0.004), Costs(None, 0.01, None, None, "x")),
 ])
 def test_costs_attributed_and_older_summaries(summary_json, want):
-    got = compare.costs(summary_json)
+    got = metrics_cell.costs(summary_json)
     assert (got.total, got.paid, got.judge_total, got.saved) == (want.total, want.paid, want.judge_total, want.saved)
     assert (got.note is None) == (want.note is None)
     if got.note:
@@ -199,14 +205,14 @@ def test_costs_attributed_and_older_summaries(summary_json, want):
 
 def test_an_older_summary_with_cache_hits_has_no_dollar_per_pair(tmp_path: Path):
     run = make_run(tmp_path / "r", ["pool.size=2"], old_summary(4, 0.008, cache_hits=3))
-    (row,) = compare.collect([run])
+    (row,) = report_runs.collect([run])
     assert (row["usd_total"], row["usd_paid"], row["usd_per_pair"], row["pairs_per_usd"]) == (None, 0.008, None, None)
-    assert compare.notes([row]) == [f"r: {compare.costs(old_summary(4, 0.008, cache_hits=3)).note}"]
+    assert report_table.notes([row]) == [f"r: {metrics_cell.costs(old_summary(4, 0.008, cache_hits=3)).note}"]
 
 
 def test_write_table_csv_and_markdown(sweep: Path, tmp_path: Path):
     rows = rows_of(sweep)
-    md = compare.write_table(rows, tmp_path / "out")
+    md = report_table.write_table(rows, tmp_path / "out")
     with (tmp_path / "out" / "compare.csv").open(newline="") as f:
         assert list(csv.reader(f)) == [HEADER, *EXPECTED]
     lines = (tmp_path / "out" / "compare.md").read_text().splitlines()
@@ -234,30 +240,30 @@ def test_a_failed_job_and_cost_notes(tmp_path: Path):
     noted = summary(2, 0.0, 1.0, 0.0, 0.01, 0.005)
     noted["cost_usd"]["notes"] = ["3 cached self-hosted answers had no stored cost: counted as $0 in total"]
     ok = make_run(tmp_path / "1_pool.size=2", ["pool.size=2"], noted)
-    rows = compare.collect([failed, ok])
+    rows = report_runs.collect([failed, ok])
     assert [(r["status"], r["pairs"], r["usd_total"]) for r in rows] == [("done", 2, 0.01), ("failed", None, None)]
-    assert compare.table(rows)[1][1][2] == "failed: pool.size=9 must be between 1 and 6"
-    assert compare.notes(rows) == [
+    assert report_table.table(rows)[1][1][2] == "failed: pool.size=9 must be between 1 and 6"
+    assert report_table.notes(rows) == [
         "pool.size=2: 3 cached self-hosted answers had no stored cost: counted as $0 in total",
         "pool.size=9 (0_pool.size=9) failed before it ran: pool.size=9 must be between 1 and 6"]
-    totals = compare.grid_totals(rows)
+    totals = numbers.grid_totals(rows)
     assert (totals["runs"], totals["done"], totals["failed"], totals["usd_total"]) == (2, 1, 1, 0.01)
-    assert compare.describe_totals(totals) == "2 runs (1 failed): 2 pairs, $0.0100 attributed, $0.0100 paid"
+    assert report_sweep.describe_totals(totals) == "2 runs (1 failed): 2 pairs, $0.0100 attributed, $0.0100 paid"
 
 
 def test_markdown_lists_the_overrides_every_run_shares_above_the_table(tmp_path: Path):
     runs = [make_run(tmp_path / f"{i}_x", ["dataset.limit=6", f"pool.size={i + 2}", "judge=served"],
                      summary(2, 0.0, 1.0, 0.0, 0.01, 0.005)) for i in range(2)]
     skipped = [{"overrides": ["pool.size=9"], "reason": "no"}]  # gets the shared overrides too
-    rows = compare.collect(runs, skipped)
+    rows = report_runs.collect(runs, skipped)
     assert rows[2]["overrides"] == {"dataset.limit": "6", "pool.size": "9", "judge": "served"}
-    lines = compare.markdown(rows).splitlines()
+    lines = report_table.markdown(rows).splitlines()
     assert lines[0] == "Same in every run: dataset.limit=6 judge=served"
     assert lines[2].startswith("| run | pool.size | status | pairs |")
 
 
 def test_grid_totals(sweep: Path):
-    assert compare.grid_totals(rows_of(sweep)) == {
+    assert numbers.grid_totals(rows_of(sweep)) == {
         "cells": 5, "runs": 4, "done": 3, "stopped": 1, "failed": 0, "skipped": 1, "pairs": 9, "prompts": 16,
         "judged": 18,
         "engine_calls": 35, "cache_hits": 6, "usd_total": 0.016, "usd_paid": 0.007, "usd_saved_by_cache": 0.009,
@@ -267,21 +273,21 @@ def test_grid_totals(sweep: Path):
 def test_grid_totals_with_an_unknown_cost_is_none(tmp_path: Path):
     runs = [make_run(tmp_path / "a", [], old_summary(4, 0.008, cache_hits=3)),
             make_run(tmp_path / "b", [], summary(2, 0.0, 1.0, 0.0, 0.01, 0.005))]
-    totals = compare.grid_totals(compare.collect(runs))
+    totals = numbers.grid_totals(report_runs.collect(runs))
     assert (totals["usd_total"], totals["usd_paid"], totals["usd_saved_by_cache"], totals["runs_cost_unknown"]) == (
         None, 0.018, None, 1)
-    assert compare.describe_totals(totals) == "2 runs: 6 pairs, $ unknown for 1 runs, $0.0180 paid"
+    assert report_sweep.describe_totals(totals) == "2 runs: 6 pairs, $ unknown for 1 runs, $0.0180 paid"
 
 
 @pytest.mark.parametrize("content", ["{not json", '{"overrides": []}', '[{"overrides": 3}]'])
 def test_unreadable_skipped_cells_is_one_error(tmp_path: Path, content: str):
     (tmp_path / "skipped_cells.json").write_text(content)
-    with pytest.raises(compare.CompareError, match="skipped_cells.json: unreadable"):
-        compare.find_skipped([tmp_path])
+    with pytest.raises(report_runs.CompareError, match="skipped_cells.json: unreadable"):
+        report_runs.find_skipped([tmp_path])
 
 
 def test_lines_against_pool_size_one_per_sampling_n(sweep: Path):
-    lines = compare._lines(compare.ran(rows_of(sweep)))
+    lines = plots._lines(report_runs.ran(rows_of(sweep)))
     assert {k: [r["run"] for r in v] for k, v in lines.items()} == {
         "sampling.n=1": ["1_pool.size=2,sampling.n=1"],
         "sampling.n=2, judge.swap=true": ["2_pool.size=10,sampling.n=2,+judge.swap=true"],
@@ -290,11 +296,11 @@ def test_lines_against_pool_size_one_per_sampling_n(sweep: Path):
 
 
 def test_rating_counts_per_aspect_pooled_over_runs_without_critique(sweep: Path):
-    counts, aspects = compare.rating_counts(compare.collect(compare.find_runs([sweep])))
+    counts, aspects = plots.rating_counts(report_runs.collect(report_runs.find_runs([sweep])))
     assert aspects == ["honesty", "helpfulness"]  # critique (1-10) is not pooled with the 1-5 aspects
     assert counts == {
         "m_a": {5: 2, 4: 3, 1: 1, 2: 1, 3: 1},
-        "m_b": {3: 1, compare.NO_RATING: 2, 2: 1},
+        "m_b": {3: 1, plots.NO_RATING: 2, 2: 1},
         "m_c": {1: 1, 3: 1},
     }
 
@@ -302,18 +308,18 @@ def test_rating_counts_per_aspect_pooled_over_runs_without_critique(sweep: Path)
 def test_rating_counts_critique_alone_is_used(tmp_path: Path):
     run = make_run(tmp_path / "r", [], summary(0, None, None, 0.0, 0.0, None),
                    rated=[rated_row(["m_a", "m_b"], {"critique": [9, None]})])
-    counts, aspects = compare.rating_counts(compare.collect([run]))
-    assert (counts, aspects) == ({"m_a": {9: 1}, "m_b": {compare.NO_RATING: 1}}, ["critique"])
+    counts, aspects = plots.rating_counts(report_runs.collect([run]))
+    assert (counts, aspects) == ({"m_a": {9: 1}, "m_b": {plots.NO_RATING: 1}}, ["critique"])
 
 
 def test_margins(sweep: Path):
-    rows = {r["run"]: r for r in compare.collect(compare.find_runs([sweep]))}
-    assert compare.margins(rows["0_pool.size=2,sampling.n=2"]) == [2.0, 2.5, 0.0]
-    assert compare.margins(rows["2_pool.size=10,sampling.n=2,+judge.swap=true"]) == [3.0, 1.5, 2.0, 2.5]
-    assert compare.margins(rows["10_pool.size=3,sampling.n=2"]) == [0.5, 0.5]
-    assert compare.margins(rows["1_pool.size=2,sampling.n=1"]) == []
+    rows = {r["run"]: r for r in report_runs.collect(report_runs.find_runs([sweep]))}
+    assert plots.margins(rows["0_pool.size=2,sampling.n=2"]) == [2.0, 2.5, 0.0]
+    assert plots.margins(rows["2_pool.size=10,sampling.n=2,+judge.swap=true"]) == [3.0, 1.5, 2.0, 2.5]
+    assert plots.margins(rows["10_pool.size=3,sampling.n=2"]) == [0.5, 0.5]
+    assert plots.margins(rows["1_pool.size=2,sampling.n=1"]) == []
     (rows["1_pool.size=2,sampling.n=1"]["path"] / "preferences.parquet").unlink()
-    assert compare.margins(rows["1_pool.size=2,sampling.n=1"]) is None
+    assert plots.margins(rows["1_pool.size=2,sampling.n=1"]) is None
 
 
 @pytest.mark.parametrize(("values", "want"), [
@@ -322,7 +328,7 @@ def test_margins(sweep: Path):
     ([], [-0.5, 0.5]),
 ])
 def test_bins(values, want):
-    assert compare._bins(values) == pytest.approx(want)
+    assert plots._bins(values) == pytest.approx(want)
 
 
 def assert_png(path: Path, min_width: int = 600) -> None:
@@ -336,8 +342,8 @@ def assert_png(path: Path, min_width: int = 600) -> None:
 def test_plots_are_pngs(sweep: Path, tmp_path: Path):
     (sweep / "1_pool.size=2,sampling.n=1" / "preferences.parquet").unlink()  # a missing file is a note, not a crash
     rows = rows_of(sweep)  # a skipped cell has no files: left out, named in the titles
-    paths = compare.plot_all(rows, tmp_path / "plots")
-    assert [p.name for p in paths] == list(compare.PLOTS)
+    paths = plots.plot_all(rows, tmp_path / "plots")
+    assert [p.name for p in paths] == list(plots.PLOTS)
     for p in paths:
         assert_png(p)
 
@@ -345,29 +351,29 @@ def test_plots_are_pngs(sweep: Path, tmp_path: Path):
 def test_cost_plots_without_pool_size_are_one_bar_per_run(tmp_path: Path):
     runs = [make_run(tmp_path / f"{i}_seed={i}", [f"seed={i}"],
                      summary(i, 0.1, 1.0, 0.0, 0.01 * i, 0.01 if i else None)) for i in range(3)]
-    rows = compare.collect(runs)
-    assert compare._lines(rows) is None
-    assert_png(compare.plot_usd_per_pair(rows, tmp_path / "usd.png"))
-    assert_png(compare.plot_pairs_per_usd(rows, tmp_path / "ppu.png"))
+    rows = report_runs.collect(runs)
+    assert plots._lines(rows) is None
+    assert_png(plots.plot_usd_per_pair(rows, tmp_path / "usd.png"))
+    assert_png(plots.plot_pairs_per_usd(rows, tmp_path / "ppu.png"))
 
 
 def test_cost_plots_when_every_run_cost_nothing(tmp_path: Path):
     runs = [make_run(tmp_path / f"{i}_pool.size={i + 2}", [f"pool.size={i + 2}"],
                      summary(3, 0.1, 1.0, 0.0, 0.0, 0.0)) for i in range(2)]
-    rows = compare.collect(runs)
+    rows = report_runs.collect(runs)
     assert [r["pairs_per_usd"] for r in rows] == [None, None]  # $0: nothing to divide by
-    assert_png(compare.plot_pairs_per_usd(rows, tmp_path / "ppu.png"))
-    assert_png(compare.plot_usd_per_pair(rows, tmp_path / "usd.png"))
+    assert_png(plots.plot_pairs_per_usd(rows, tmp_path / "ppu.png"))
+    assert_png(plots.plot_usd_per_pair(rows, tmp_path / "usd.png"))
 
 
 def test_main_writes_everything_and_prints_markdown(sweep: Path, capsys: pytest.CaptureFixture[str]):
-    assert compare.main([str(sweep)]) == 0
+    assert compare_cli.main([str(sweep)]) == 0
     out = capsys.readouterr().out
     assert (sweep / "compare" / "compare.md").read_text() in out
     assert "4 runs (1 stopped), 1 cell skipped: 9 pairs, $0.0160 attributed, $0.0070 paid -> " in out
     written = sorted(p.name for p in (sweep / "compare").iterdir())
-    assert written == sorted(["compare.csv", "compare.md", "totals.json", *compare.PLOTS])
-    assert json.loads((sweep / "compare" / "totals.json").read_text()) == compare.grid_totals(rows_of(sweep))
+    assert written == sorted(["compare.csv", "compare.md", "totals.json", *plots.PLOTS])
+    assert json.loads((sweep / "compare" / "totals.json").read_text()) == numbers.grid_totals(rows_of(sweep))
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -379,7 +385,7 @@ def test_main_errors_are_one_line_with_exit_code_2(sweep: Path, tmp_path: Path, 
     (tmp_path / "EMPTY").mkdir()
     where = {"EMPTY": str(tmp_path / "EMPTY"), "RUN": str(sweep / "0_pool.size=2,sampling.n=2"),
              "RUN2": str(sweep / "1_pool.size=2,sampling.n=1")}
-    assert compare.main([where[a] for a in args]) == 2
+    assert compare_cli.main([where[a] for a in args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("uf-experiments-compare: error: ")
     assert message.replace("EMPTY", where["EMPTY"]) in err
@@ -387,16 +393,16 @@ def test_main_errors_are_one_line_with_exit_code_2(sweep: Path, tmp_path: Path, 
 
 def test_several_run_dirs_with_out(sweep: Path, tmp_path: Path, capsys):
     runs = [sweep / "0_pool.size=2,sampling.n=2", sweep / "10_pool.size=3,sampling.n=2"]
-    assert compare.main([*map(str, runs), "--out", str(tmp_path / "cmp")]) == 0
+    assert compare_cli.main([*map(str, runs), "--out", str(tmp_path / "cmp")]) == 0
     with (tmp_path / "cmp" / "compare.csv").open(newline="") as f:
         got = list(csv.reader(f))
     without = [i for i, c in enumerate(HEADER) if c == "judge.swap" or c.startswith("agree_")]
-    assert got == [["run", "pool.size", "sampling.n", "status", *compare.METRIC_COLUMNS],
+    assert got == [["run", "pool.size", "sampling.n", "status", *metrics_cell.METRIC_COLUMNS],
                    *([v for i, v in enumerate(e) if i not in without] for e in EXPECTED[1:3])]
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "uf_experiments.report.compare", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "uf_experiments.cli.compare", *args], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
 
 
@@ -407,7 +413,7 @@ def test_module_end_to_end(sweep: Path):
     md = (sweep / "compare" / "compare.md").read_text()
     assert proc.stdout.startswith(md)
     assert f"9 pairs, $0.0160 attributed, $0.0070 paid -> {sweep / 'compare'}/" in proc.stdout
-    for name in compare.PLOTS:
+    for name in plots.PLOTS:
         assert_png(sweep / "compare" / name)
 
 
