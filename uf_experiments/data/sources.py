@@ -419,7 +419,7 @@ def check_inputs(cfg: Any) -> LoadReport:
     least one prompt. Raises :class:`ConfigError` with one line; returns the loaded prompts (reuse them)."""
     from uf_experiments.config import check_cache_path
 
-    if cfg.cache.enabled and not cfg.get("plan", False):
+    if cfg.cache.enabled and not getattr(cfg, "plan", False):
         check_cache_path(cfg.cache.path)
     return load_prompts(cfg.dataset)
 

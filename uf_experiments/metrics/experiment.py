@@ -12,6 +12,7 @@ from uf_experiments.core.records import Pair
 from uf_experiments.core.status import judged
 from uf_experiments.metrics.binarize import BinarizeReport, completion_scores
 
+
 class _Pearson:
     def __init__(self) -> None:
         self.n = 0
