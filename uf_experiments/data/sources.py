@@ -50,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.config import ConfigError, DatasetKind
+from uf_experiments.config import ConfigError, DatasetConfig, DatasetKind, RunConfig
 from uf_experiments.core.records import GivenCompletion, Prompt
 
 EXTRA_COLUMNS = ("correct_answers", "incorrect_answers", "world_knowledge")
@@ -413,7 +413,7 @@ def hub_error(repo_id: str, subset: str | None, split: str, exc: BaseException) 
             "dataset.subset and dataset.split")
 
 
-def check_inputs(cfg: Any) -> LoadReport:
+def check_inputs(cfg: RunConfig) -> LoadReport:
     """Everything a run reads or writes besides the models, checked before any model is loaded or called: the
     cache file can be written (:func:`~uf_experiments.config.schema.check_cache_path`), and the dataset loads into at
     least one prompt. Raises :class:`ConfigError` with one line; returns the loaded prompts (reuse them)."""
@@ -424,7 +424,7 @@ def check_inputs(cfg: Any) -> LoadReport:
     return load_prompts(cfg.dataset)
 
 
-def load_prompts(cfg: Any) -> LoadReport:
+def load_prompts(cfg: DatasetConfig) -> LoadReport:
     """Load ``cfg`` (a DatasetConfig) into Prompts."""
     kind = DatasetKind(_enum(cfg.kind))
     columns = dict(cfg.columns or {})

@@ -16,6 +16,7 @@ from typing import Any
 from uf_experiments.config.schema import CacheConfig, ConfigError, RunConfig, completions_given, enum_value
 from uf_experiments.core.records import Prompt, Request
 from uf_experiments.core.status import EXIT_SIGINT, EXIT_SIGTERM, StopState
+from uf_experiments.data.sources import LoadReport
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.generation.requests import generation_requests
 from uf_experiments.judge.judging import item_count
@@ -54,7 +55,8 @@ def judge_items(config: RunConfig, prompts: Sequence[Prompt], requests: Sequence
 class Run:
     """One job's streaming part and everything it writes."""
 
-    def __init__(self, ctx: RunContext, loaded: Any, requests: list[list[Request]], t0: float, load_s: float) -> None:
+    def __init__(self, ctx: RunContext, loaded: LoadReport, requests: list[list[Request]], t0: float,
+                 load_s: float) -> None:
         self.ctx, self.loaded, self.requests, self.t0, self.load_s = ctx, loaded, requests, t0, load_s
         config = ctx.config
         float_ratings = config.judge.swap and enum_value(config.judge.swap_combine) == "mean"
@@ -65,7 +67,7 @@ class Run:
 
     @classmethod
     def start(cls, config: RunConfig, run_dir: Path, cache: RequestCache | None, tracker: Any,
-              card_config: dict[str, Any], loaded: Any, t0: float, load_s: float) -> Run:
+              card_config: dict[str, Any], loaded: LoadReport, t0: float, load_s: float) -> Run:
         """A run of ``loaded.prompts``: its requests, its context (stop state, meter, progress display)."""
         requests = generation_requests(config, loaded.prompts)
         meter = Meter(config.budget_usd)

@@ -14,6 +14,7 @@ from uf_experiments import __version__
 from uf_experiments.config.schema import RunConfig, completions_given, enum_value, side_by_side
 from uf_experiments.core.records import Pair, Prompt, Request
 from uf_experiments.core.status import judged
+from uf_experiments.data.sources import LoadReport
 from uf_experiments.metrics.agreement import Agreement, usd_per_1k_judged
 from uf_experiments.metrics.binarize import binarize
 from uf_experiments.metrics.experiment import Metrics, flip_rates
@@ -75,8 +76,8 @@ class RunTally:
         c["skipped_unscored"] += report.skipped_unscored
         return row, report.pairs
 
-    def summary(self, ctx: RunContext, loaded: Any, prompts: Sequence[Prompt], requests: Sequence[Sequence[Request]],
-                scheduler: Scheduler, timing: Timing) -> dict[str, Any]:
+    def summary(self, ctx: RunContext, loaded: LoadReport, prompts: Sequence[Prompt],
+                requests: Sequence[Sequence[Request]], scheduler: Scheduler, timing: Timing) -> dict[str, Any]:
         """``summary.json``."""
         config = self.config
         generation, judging = ctx.gen_stats.to_dict(), ctx.judge_stats.to_dict()
@@ -104,8 +105,8 @@ class RunTally:
         if config.judge.swap:
             counts["flips_by_aspect"] = self.flips
         if completions_given(config):
-            counts["skipped_few_completions"] = getattr(loaded, "skipped_few_completions", 0)
-            counts["dropped_empty_completions"] = getattr(loaded, "dropped_empty_completions", 0)
+            counts["skipped_few_completions"] = loaded.skipped_few_completions
+            counts["dropped_empty_completions"] = loaded.dropped_empty_completions
         if agreement:
             metrics["agreement"] = agreement
             metrics["usd_per_1k_judged"] = usd_per_1k_judged({"cost_usd": costs, "counts": counts})
