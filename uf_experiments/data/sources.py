@@ -50,7 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.config import ConfigError, DatasetConfig, DatasetKind, RunConfig
+from uf_experiments.config import ConfigError, DatasetConfig, DatasetKind, RunConfig, enum_value
 from uf_experiments.core.records import GivenCompletion, Prompt
 
 EXTRA_COLUMNS = ("correct_answers", "incorrect_answers", "world_knowledge")
@@ -283,10 +283,6 @@ def _knowledge(value: Any) -> bool:
     return True
 
 
-def _enum(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
 def _demo_rows() -> list[dict[str, Any]]:
     text = resources.files("uf_experiments.resources").joinpath("demo_prompts.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -426,7 +422,7 @@ def check_inputs(cfg: RunConfig) -> LoadReport:
 
 def load_prompts(cfg: DatasetConfig) -> LoadReport:
     """Load ``cfg`` (a DatasetConfig) into Prompts."""
-    kind = DatasetKind(_enum(cfg.kind))
+    kind = DatasetKind(enum_value(cfg.kind))
     columns = dict(cfg.columns or {})
     if kind is DatasetKind.demo:
         rows, origin = _demo_rows(), "the demo dataset"
@@ -434,7 +430,7 @@ def load_prompts(cfg: DatasetConfig) -> LoadReport:
         rows, origin = _local_rows(cfg.path), f"dataset.path={cfg.path}"
     else:
         rows, origin = _hub_rows(cfg.repo_id, cfg.subset, cfg.split), f"dataset {cfg.repo_id} (split {cfg.split})"
-    completions = _enum(getattr(cfg, "completions", None) or "none")
+    completions = enum_value(getattr(cfg, "completions", None) or "none")
     reference = dict(getattr(cfg, "reference", None) or {})
     report = to_prompts(rows, columns, cfg.source, cfg.limit, origin, completions, reference)
     shard = getattr(cfg, "shard", None)
