@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.config import ConfigError, register_configs
+from uf_experiments.core.status import EXIT_CONFIG, EXIT_OK, EXIT_SIGINT, INTERRUPTED
 
 log = logging.getLogger("uf_experiments")
 
@@ -45,8 +46,7 @@ def conf_dir() -> str:
 CONF_DIR = conf_dir()
 
 
-INTERRUPTED = (130, 143)
-SWEEP_EXIT = {"code": 0}  # a -m sweep's worst job exit code (set by ExitCodeCallback)
+SWEEP_EXIT = {"code": EXIT_OK}  # a -m sweep's worst job exit code (set by ExitCodeCallback)
 MAIN_PID = {"pid": None}  # the process that runs the command line (main()); a launcher's job may run elsewhere
 
 
@@ -60,10 +60,10 @@ def _app(cfg: DictConfig) -> None:
 
     multirun = str(getattr(HydraConfig.get().mode, "name", HydraConfig.get().mode)) == "MULTIRUN"
     try:
-        code = run(cfg).get("exit_code", 0)
+        code = run(cfg).get("exit_code", EXIT_OK)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = 2
+        code = EXIT_CONFIG
         record_failure(Path(HydraConfig.get().runtime.output_dir), cfg, str(exc), code)
     in_main = MAIN_PID["pid"] == os.getpid()  # the basic launcher runs every cell here, one after another
     if code and (not multirun or (code in INTERRUPTED and in_main)):
@@ -89,7 +89,7 @@ class ExitCodeCallback(Callback):
             except (ValueError, OSError):
                 continue
         failed = [c for c in codes if c]
-        SWEEP_EXIT["code"] = max(failed) if failed else 0
+        SWEEP_EXIT["code"] = max(failed) if failed else EXIT_OK
         if failed:
             print(f"sweep: {len(failed)} of {len(codes)} jobs did not finish (see their summary.json 'stopped')",
                   file=sys.stderr)
@@ -318,12 +318,12 @@ def main() -> None:
     problem = precheck(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_CONFIG)
     try:
         _app()
     except KeyboardInterrupt:  # before the run's own handler was in place (loading, building models)
         print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
     if SWEEP_EXIT["code"]:
         sys.exit(SWEEP_EXIT["code"])
 

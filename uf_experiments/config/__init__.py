@@ -39,6 +39,7 @@ from uf_experiments.config.schema import (
     register_configs,
     side_by_side,
 )
+from uf_experiments.config.typed import typed
 from uf_experiments.config.validate import check_cache_path, validate
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "resolve",
     "run_models",
     "side_by_side",
+    "typed",
     "uses_batch",
     "validate",
 ]

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.config import ConfigError, DatasetKind, enum_value
+from uf_experiments.config import ConfigError, DatasetConfig, DatasetKind, RunConfig, enum_value
 from uf_experiments.data.prompts import LoadReport, to_prompts
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -155,18 +155,18 @@ def hub_error(repo_id: str, subset: str | None, split: str, exc: BaseException) 
             "dataset.subset and dataset.split")
 
 
-def check_inputs(cfg: Any) -> LoadReport:
+def check_inputs(cfg: RunConfig) -> LoadReport:
     """Everything a run reads or writes besides the models, checked before any model is loaded or called: the
     cache file can be written (:func:`~uf_experiments.config.schema.check_cache_path`), and the dataset loads into at
     least one prompt. Raises :class:`ConfigError` with one line; returns the loaded prompts (reuse them)."""
     from uf_experiments.config import check_cache_path
 
-    if cfg.cache.enabled and not cfg.get("plan", False):
+    if cfg.cache.enabled and not getattr(cfg, "plan", False):
         check_cache_path(cfg.cache.path)
     return load_prompts(cfg.dataset)
 
 
-def load_prompts(cfg: Any) -> LoadReport:
+def load_prompts(cfg: DatasetConfig) -> LoadReport:
     """Load ``cfg`` (a DatasetConfig) into Prompts."""
     kind = DatasetKind(enum_value(cfg.kind))
     columns = dict(cfg.columns or {})

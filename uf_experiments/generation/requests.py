@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
-
+from uf_experiments.config.schema import RunConfig
 from uf_experiments.core.records import Prompt, Request
 from uf_experiments.generation.pool import generation_seed, sample_models
 from uf_experiments.generation.principles import choose as choose_principle
@@ -26,11 +25,11 @@ class GenerationSpec:
     top_p: float
 
     @classmethod
-    def of(cls, cfg: DictConfig) -> GenerationSpec:
+    def of(cls, cfg: RunConfig) -> GenerationSpec:
         s = cfg.sampling
-        return cls(tuple(cfg.pool.models), int(cfg.pool.size or 0), int(s.n), int(cfg.seed),
-                   OmegaConf.to_container(cfg.principles.distribution), int(s.max_new_tokens),  # type: ignore[arg-type]
-                   float(s.temperature), float(s.top_p))
+        distribution = {source: dict(weights) for source, weights in cfg.principles.distribution.items()}
+        return cls(tuple(cfg.pool.models), int(cfg.pool.size or 0), int(s.n), int(cfg.seed), distribution,
+                   int(s.max_new_tokens), float(s.temperature), float(s.top_p))
 
 
 def prompt_requests(spec: GenerationSpec, prompt: Prompt) -> list[Request]:
@@ -54,7 +53,7 @@ def prompt_requests(spec: GenerationSpec, prompt: Prompt) -> list[Request]:
     return out
 
 
-def generation_requests(cfg: DictConfig, prompts: Sequence[Prompt]) -> list[list[Request]]:
+def generation_requests(cfg: RunConfig, prompts: Sequence[Prompt]) -> list[list[Request]]:
     """Every prompt's generation requests, in prompt order."""
     spec = GenerationSpec.of(cfg)
     return [prompt_requests(spec, p) for p in prompts]

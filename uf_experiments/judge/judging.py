@@ -23,10 +23,9 @@ from itertools import combinations
 from typing import Any
 
 from uf_experiments.core.records import Completion, Prompt, Rating, Request
+from uf_experiments.core.status import NOT_JUDGED, NOT_SENT
 from uf_experiments.judge.parse import parse_reply
 from uf_experiments.judge.prompts import judge_messages, response_schema
-from uf_experiments.metrics.experiment import NOT_JUDGED
-from uf_experiments.metrics.summary import NOT_SENT
 
 
 @dataclass

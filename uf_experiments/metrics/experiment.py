@@ -9,14 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from uf_experiments.core.records import Pair
+from uf_experiments.core.status import judged
 from uf_experiments.metrics.binarize import BinarizeReport, completion_scores
-
-NOT_JUDGED = "not judged"  # parse_status prefix of an aspect the run did not ask the judge about
-
-
-def judged(status: str) -> bool:
-    """True if the judge was asked (whatever it answered)."""
-    return not status.startswith(NOT_JUDGED)
 
 
 class _Pearson:

@@ -1,4 +1,5 @@
-"""Costs before and during a run: token estimates, the plan (dry run), the live meter and the budget.
+"""Costs before and during a run: prices, token estimates and the plan (dry run); the live meter and the budget
+are in ``pipeline/budget.py``.
 
 - ``price`` (per 1M input / cached input / output tokens) applies to API engines; ``gpu_hour_usd`` to
   self-hosted ones, charged on measured engine wall time (a plan cannot know that time, so it shows GPU hours
@@ -92,45 +93,6 @@ def completion_usd(model: Any, completion: Completion, batch_discount: float | N
     if completion.batch:
         usd *= batch_discount if batch_discount is not None else getattr(model.price, "batch_discount", 1.0)
     return usd + completion.engine_s / 3600 * model.gpu_hour_usd
-
-
-class Meter:
-    """Money this run has spent (all stages), for the progress display and ``budget_usd``.
-
-    A request reserves its upper-bound cost (prompt tokens + max tokens at the model's price) only while it is in
-    flight, and is charged its actual cost when it lands; a request that would take spent + reserved past the
-    budget is not sent. So a run whose actual spend fits the budget is not stopped, and one that would exceed it
-    stops before exceeding it, with at most the in-flight reservations as slack. GPU time is charged as it is
-    measured (after each vLLM call) and checked before the next call."""
-
-    def __init__(self, budget_usd: float | None = None) -> None:
-        self.budget = budget_usd
-        self.usd = 0.0  # paid so far
-        self.reserved = 0.0  # upper bounds of the requests in flight
-        self.tokens = 0
-
-    def reserve(self, upper_bound_usd: float) -> bool:
-        """Reserve ``upper_bound_usd`` for one request about to be sent; False if that could pass the budget."""
-        if self.budget is None:
-            return True
-        if self.usd + self.reserved + upper_bound_usd > self.budget + 1e-12:
-            return False
-        self.reserved += upper_bound_usd
-        return True
-
-    def settle(self, reserved_usd: float, completion: Completion | None, cost_usd: float) -> None:
-        """A request landed (or was dropped): free its reservation and charge what it actually cost."""
-        self.reserved = max(0.0, self.reserved - reserved_usd)
-        self.usd += cost_usd
-        if completion is not None and not completion.cached:
-            self.tokens += completion.usage.prompt_tokens + completion.usage.completion_tokens
-
-    def exhausted(self) -> bool:
-        return self.budget is not None and self.usd >= self.budget - 1e-12
-
-    def postfix(self) -> str:
-        budget = f" of ${self.budget:.2f}" if self.budget is not None else ""
-        return f"{self.tokens:,} tok ${self.usd:.4f}{budget}"
 
 
 def max_request_usd(model: Any, path: str, messages: Sequence[Message], max_tokens: int) -> float:

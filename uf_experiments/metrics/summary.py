@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uf_experiments.core.records import Completion, Usage
+from uf_experiments.core.status import not_sent
 from uf_experiments.engines.build import is_api_engine
 from uf_experiments.metrics.pricing import api_usd
-
-NOT_SENT = "not sent: "  # the error prefix of a request the run stopped before sending
 
 
 @dataclass
@@ -63,7 +62,7 @@ class StageStats:
         """Count one settled request (``c.cost_usd`` set by the worker for what it paid now)."""
         m = self.models[c.request.model]
         m.requests += 1
-        if c.error and c.error.startswith(NOT_SENT):
+        if not_sent(c.error):
             m.not_sent += 1
             return
         if c.text is not None:

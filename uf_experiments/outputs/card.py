@@ -212,7 +212,8 @@ def card_text(config: Any, summary: Mapping[str, Any], overrides: Sequence[str] 
             " ".join(["uf-experiments", *(shlex.quote(o) for o in scrub_overrides(overrides))]), "```", ""]
     if sweep:
         out += [f"One cell of the `-m` sweep `{sweep}`; the command above reruns this cell alone.", ""]
-    out += ["Overrides of the defaults: " + (", ".join(f"`{o}`" for o in scrub_overrides(overrides)) or "none") + ".", ""]
+    shown = ", ".join(f"`{o}`" for o in scrub_overrides(overrides)) or "none"
+    out += [f"Overrides of the defaults: {shown}.", ""]
     ds = config.get("dataset") or {}
     where = {"hub": f"`{ds.get('repo_id')}`" + (f" (config `{ds['subset']}`)" if ds.get("subset") else "")
              + f", split `{ds.get('split')}`", "local": f"the file `{Path(str(ds.get('path'))).name}`",

@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from uf_experiments.metrics.binarize import pair_to_record
 from uf_experiments.core.records import Pair
+from uf_experiments.metrics.binarize import pair_to_record
 
 log = logging.getLogger(__name__)
 ROW_GROUP = 1000

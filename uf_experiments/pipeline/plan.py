@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from omegaconf import DictConfig
-
+from uf_experiments.config.schema import RunConfig
 from uf_experiments.core.records import Completion, Request
 from uf_experiments.data.sources import load_prompts
 from uf_experiments.engines.build import resolve_model_path
@@ -36,7 +35,7 @@ def _per_request(measured: Mapping[str, float] | None, fallback: int) -> tuple[f
     return mean, sd * sd * (1 + 1 / n)  # the request's own spread, plus the uncertainty of the measured mean
 
 
-def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str, lengths: Lengths | None = None,
+def plan_run(cfg: RunConfig, cache: RequestCache | None, label: str, lengths: Lengths | None = None,
              pilot: dict[str, Any] | None = None) -> dict[str, Any]:
     prompts = load_prompts(cfg.dataset).prompts
     per_prompt = generation_requests(cfg, prompts)
@@ -69,7 +68,7 @@ def plan_run(cfg: DictConfig, cache: RequestCache | None, label: str, lengths: L
         # own completions (experiment=rejudge) are known exactly
         texts = [g.text for g in p.given] if p.given else [
             known[r.key].text if exact else "x " * max(int(expected_text.get(r.model, gen_out)) - 1, 0) for r in reqs]
-        items = make_items(p, texts, cfg.aspect, cfg.seed, cfg.judge.swap)  # type: ignore[arg-type]
+        items = make_items(p, texts, cfg.aspect, cfg.seed, cfg.judge.swap)
         judge_reqs: Sequence[Request] = [request_for(it, cfg.judge, cfg.aspect[it.aspect], cfg.seed) for it in items]
         hits = cache.get_many(jid, judge_reqs) if cache and exact else {}
         for r in judge_reqs:

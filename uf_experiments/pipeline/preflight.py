@@ -1,8 +1,8 @@
 """Probe every API endpoint a run will call, once, before anything is spent.
 
-:func:`preflight` takes the run config (after :func:`~uf_experiments.config.schema.validate`), finds the models that go
-through an OpenAI-compatible engine (the pool members that take part, and the judge), groups them by endpoint
-(``engine.base_url``, else ``OPENAI_BASE_URL``, else api.openai.com) and sends each distinct endpoint one
+:func:`preflight` takes the typed run config (:func:`~uf_experiments.config.typed`, after validation), finds the
+models that go through an OpenAI-compatible engine (the pool members that take part, and the judge), groups them by
+endpoint (``engine.base_url``, else ``OPENAI_BASE_URL``, else api.openai.com) and sends each distinct endpoint one
 ``GET {base_url}/models`` with the key from ``OPENAI_API_KEY``: a short timeout, no retries, all endpoints at
 once, so the whole check is bounded by about one timeout. It returns one line per problem:
 
@@ -20,10 +20,9 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
-from uf_experiments.config import ConfigError
+from uf_experiments.config.schema import ConfigError, RunConfig
 from uf_experiments.engines.build import is_api_engine
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,7 @@ class Probe:
         return self.failure is None
 
 
-def endpoints(cfg: Any, env: Mapping[str, str] | None = None) -> list[Endpoint]:
+def endpoints(cfg: RunConfig, env: Mapping[str, str] | None = None) -> list[Endpoint]:
     """The distinct API endpoints of a validated run config, each with the models that call it."""
 
     env = os.environ if env is None else env
@@ -174,7 +173,7 @@ def problems_of(ep: Endpoint, result: Probe) -> list[str]:
     return out
 
 
-def preflight(cfg: Any, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | None = None) -> list[str]:
+def preflight(cfg: RunConfig, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | None = None) -> list[str]:
     """Probe each distinct API endpoint of ``cfg`` once, all at once; one line per problem (empty: all good).
 
     Bounded in time: each probe has ``timeout_s``; a probe stuck beyond that (e.g. in a slow DNS lookup) is
@@ -203,7 +202,7 @@ def preflight(cfg: Any, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | N
     return out
 
 
-def check_endpoints(cfg: Any, timeout_s: float = TIMEOUT_S) -> None:
+def check_endpoints(cfg: RunConfig, timeout_s: float = TIMEOUT_S) -> None:
     """:func:`preflight`, raising :class:`ConfigError` with the first problem (the others are logged)."""
     found = preflight(cfg, timeout_s)
     for extra in found[1:]:

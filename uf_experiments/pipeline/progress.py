@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from uf_experiments.metrics.pricing import Meter
+from uf_experiments.pipeline.budget import Meter
 
 log = logging.getLogger("uf_experiments.pipeline.progress")
 

@@ -21,17 +21,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from omegaconf import DictConfig, OmegaConf
-
+from uf_experiments.config.schema import enum_value
 from uf_experiments.core.records import Completion, Prompt, Request
-from uf_experiments.engines.cache import RequestCache
+from uf_experiments.core.status import NOT_JUDGED, NOT_SENT
 from uf_experiments.judge.judging import JudgeItem, Outcome, item_count, make_items, request_for, settle
 from uf_experiments.judge.judging import outcomes as combine_outcomes
-from uf_experiments.metrics.experiment import NOT_JUDGED
-from uf_experiments.metrics.pricing import Meter
-from uf_experiments.metrics.summary import NOT_SENT, StageStats
-from uf_experiments.pipeline.progress import Progress
-from uf_experiments.pipeline.worker import DeviceSlot, ModelWorker, StopState
+from uf_experiments.pipeline.context import RunContext
+from uf_experiments.pipeline.worker import DeviceSlot, ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +75,15 @@ def not_judged(n: int, reason: str) -> Outcome:
 
 
 class Scheduler:
-    def __init__(self, cfg: DictConfig, prompts: Sequence[Prompt], requests: Sequence[Sequence[Request]],
-                 cache: RequestCache | None, meter: Meter, stop: StopState, progress: Progress,
-                 gen_stats: StageStats, judge_stats: StageStats, on_finished: Callable[[Finished], None]) -> None:
-        self.cfg, self.cache, self.meter, self.stop, self.progress = cfg, cache, meter, stop, progress
-        self.gen_stats, self.judge_stats, self.on_finished = gen_stats, judge_stats, on_finished
-        # plain objects for the per-request path (a DictConfig lookup costs ~100 us)
-        self.judge_cfg = OmegaConf.to_object(cfg.judge)
-        self.aspects = {a: OmegaConf.to_object(c) for a, c in cfg.aspect.items()}
-        self.seed, self.swap = int(cfg.seed), bool(cfg.judge.swap)
-        self.max_parse_retries = int(cfg.judge.max_parse_retries)
-        self.output = str(getattr(cfg.judge.output, "value", cfg.judge.output))
-        self.swap_combine = str(getattr(cfg.judge.swap_combine, "value", cfg.judge.swap_combine))
+    def __init__(self, ctx: RunContext, prompts: Sequence[Prompt], requests: Sequence[Sequence[Request]],
+                 on_finished: Callable[[Finished], None]) -> None:
+        self.ctx, self.stop, self.progress, self.on_finished = ctx, ctx.stop, ctx.progress, on_finished
+        config = ctx.config
+        self.judge_cfg, self.aspects = config.judge, config.aspect
+        self.seed, self.swap = int(config.seed), bool(config.judge.swap)
+        self.max_parse_retries = int(config.judge.max_parse_retries)
+        self.output = enum_value(config.judge.output)
+        self.swap_combine = enum_value(config.judge.swap_combine)
         self.states = [PromptState(i, p, list(reqs), [None] * len(reqs), len(reqs)) if not p.given
                        else PromptState(i, p, [], given_completions(p), 0)
                        for i, (p, reqs) in enumerate(zip(prompts, requests, strict=True))]
@@ -104,16 +97,16 @@ class Scheduler:
 
     async def run(self) -> None:
         slot = DeviceSlot()
-        models = self.cfg.pool.models
+        ctx = self.ctx
+        models = ctx.config.pool.models
         by_model: dict[str, list[Request]] = defaultdict(list)
         for state in self.states:
             for i, r in enumerate(state.requests):
                 self.by_key[r.key] = (state, i)
                 by_model[r.model].append(r)
-        workers = [ModelWorker(models[name], self.cache, self.gen_stats, self.meter, slot, self.stop,
-                               self._generated) for name in models if by_model.get(name)]
-        self.judge = ModelWorker(self.cfg.judge.model, self.cache, self.judge_stats, self.meter, slot, self.stop,
-                                 self._judged)
+        workers = [ModelWorker(ctx, models[name], ctx.gen_stats, slot, self._generated)
+                   for name in models if by_model.get(name)]
+        self.judge = ModelWorker(ctx, ctx.config.judge.model, ctx.judge_stats, slot, self._judged)
         self.workers = [*workers, self.judge]
         tasks = [asyncio.create_task(w.run(), name=f"worker:{w.name}") for w in self.workers]
         for w in workers:  # roster order: the device goes to the pool's models in this order, then the judge

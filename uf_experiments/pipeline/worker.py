@@ -24,46 +24,25 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from uf_experiments.config.schema import ModelConfig
 from uf_experiments.core.records import Completion, Request
+from uf_experiments.core.status import EXIT_BUDGET, EXIT_CONFIG, EXIT_ENDPOINT_DOWN, NOT_SENT
 from uf_experiments.engines.base import EngineDown
 from uf_experiments.engines.build import build_engine, engine_attr, is_api_engine, resolve_model_path
-from uf_experiments.engines.cache import RequestCache, engine_identity
-from uf_experiments.metrics.pricing import Meter, completion_usd, max_request_usd
-from uf_experiments.metrics.summary import NOT_SENT, StageStats
+from uf_experiments.engines.cache import engine_identity
+from uf_experiments.metrics.pricing import completion_usd
+from uf_experiments.metrics.summary import StageStats
+from uf_experiments.pipeline.budget import budget_reason, refusal_stops, reserve_batch
+from uf_experiments.pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
 
 LOOKUP_CHUNK = 512  # requests looked up in the cache at once
 
-# Exit codes of a run that stopped before doing all its work (README, "Exit codes").
-EXIT_CONFIG, EXIT_ENDPOINT_DOWN, EXIT_BUDGET, EXIT_SIGINT, EXIT_SIGTERM = 2, 3, 4, 130, 143
 
-
-def model_identity(model: DictConfig, path: str) -> str:
+def model_identity(model: ModelConfig, path: str) -> str:
     """The request cache's identity of a model's engine (see engines/cache.py)."""
-    return engine_identity(OmegaConf.to_container(model.engine, resolve=True), path)
-
-
-class StopState:
-    """Why the run stopped early (first reason wins), its exit code, and an event every worker watches."""
-
-    def __init__(self, grace_s: float = 30.0) -> None:
-        self.reason: str | None = None
-        self.code = 0
-        self.grace_s = grace_s
-        self.event = asyncio.Event()
-
-    def stop(self, reason: str, code: int) -> None:
-        if self.reason is None:
-            self.reason, self.code = reason, code
-            log.warning("stopping: %s", reason)
-        self.event.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self.reason is not None
+    return engine_identity(model.engine, path)
 
 
 class DeviceSlot:
@@ -87,15 +66,14 @@ class DeviceSlot:
 
 
 class ModelWorker:
-    def __init__(self, model_cfg: DictConfig, cache: RequestCache | None, stats: StageStats, meter: Meter,
-                 slot: DeviceSlot, stop: StopState, deliver: Callable[[Completion], None], poll_s: float = 0.5) -> None:
-        self.cfg, self.cache, self.stats, self.meter = model_cfg, cache, stats, meter
-        self.model = OmegaConf.to_object(model_cfg)  # a plain ModelConfig for the per-request path
-        self.slot, self.stop, self._deliver_to, self.poll_s = slot, stop, deliver, poll_s
-        self.name = model_cfg.name
-        self.path = resolve_model_path(model_cfg)
-        self.identity = model_identity(model_cfg, self.path)
-        self.is_api = is_api_engine(model_cfg.engine)
+    def __init__(self, ctx: RunContext, model: ModelConfig, stats: StageStats, slot: DeviceSlot,
+                 deliver: Callable[[Completion], None], poll_s: float = 0.5) -> None:
+        self.model, self.cache, self.stats, self.meter = model, ctx.cache, stats, ctx.meter
+        self.slot, self.stop, self._deliver_to, self.poll_s = slot, ctx.stop, deliver, poll_s
+        self.name = model.name
+        self.path = resolve_model_path(model)
+        self.identity = model_identity(model, self.path)
+        self.is_api = is_api_engine(model.engine)
         self.inbox: deque[Request] = deque()
         self.unlooked: deque[Request] = deque()  # submitted, not yet looked up in the cache
         self.waiting: dict[str, Request] = {}  # claimed by another live job: read from the cache when answered
@@ -252,39 +230,19 @@ class ModelWorker:
     def _reserve(self, batch: list[Request]) -> list[float] | None:
         """Each request's budget reservation, or None (the batch went back to the inbox) when the budget cannot
         take it now: the run stops if nothing is in flight whose landing could free room."""
-        if self.meter.budget is None:
-            return [0.0] * len(batch)
-        if not self.is_api:
-            if self.meter.exhausted():
-                self.inbox.extendleft(reversed(batch))
-                self.stop.stop(self._budget_reason(), EXIT_BUDGET)
-                return None
-            return [0.0] * len(batch)
-        reserved: list[float] = []
-        for r in batch:
-            bound = max_request_usd(self.model, self.path, r.messages, r.max_tokens)
-            if not self.meter.reserve(bound):
-                break
-            reserved.append(bound)
-        if len(reserved) == len(batch):
-            return reserved
-        for bound in reserved:
-            self.meter.settle(bound, None, 0.0)
-        self.inbox.extendleft(reversed(batch))
-        if self.meter.reserved <= 1e-12:
-            self.stop.stop(self._budget_reason(), EXIT_BUDGET)
-        return None
-
-    def _budget_reason(self) -> str:
-        return (f"budget_usd={self.meter.budget} reached: ${self.meter.usd:.4f} spent; the next request to "
-                f"{self.name} could pass it")
+        reserved = reserve_batch(self.meter, self.model, self.path, batch, self.is_api)
+        if reserved is None:
+            self.inbox.extendleft(reversed(batch))
+            if refusal_stops(self.meter, self.is_api):
+                self.stop.stop(budget_reason(self.meter, self.name), EXIT_BUDGET)
+        return reserved
 
     async def _load(self) -> bool:
         """Load the engine (taking the device slot first if it needs one). False if the run stopped meanwhile."""
         if self.meter.budget is not None and not self.is_api and self.meter.exhausted():
-            self.stop.stop(self._budget_reason(), EXIT_BUDGET)
+            self.stop.stop(budget_reason(self.meter, self.name), EXIT_BUDGET)
             return False
-        cls_exclusive = engine_attr(self.cfg.engine, "exclusive_device", False)
+        cls_exclusive = engine_attr(self.model.engine, "exclusive_device", False)
         if cls_exclusive and not self.holds_slot:
             await self.slot.acquire()
             self.holds_slot = True
@@ -292,7 +250,7 @@ class ModelWorker:
                 return False
         t0 = time.perf_counter()
         try:
-            self.engine = await asyncio.to_thread(build_engine, self.cfg, self.path)
+            self.engine = await asyncio.to_thread(build_engine, self.model, self.path)
         except Exception:
             if self.holds_slot:
                 self.slot.release()

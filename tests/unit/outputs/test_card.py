@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from tests.conftest import compose_config
 from tests.helpers.fake_openai import FakeJudge
 from tests.unit.report.test_compare import AGREEMENT, old_summary, summary
-from uf_experiments.outputs import card, hub
 from uf_experiments.config import resolve, validate
+from uf_experiments.outputs import card, hub
 
 REPO = Path(__file__).resolve().parents[3]
 OVERRIDES = ["pool=served", "pool.models=[gen-a,gen-b,gen-c]", "pool.size=2", "sampling.n=2",

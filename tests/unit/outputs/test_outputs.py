@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 from datasets import load_from_disk
 
-from uf_experiments.outputs.writer import DatasetSaver, OutputWriter, rated_schema
 from uf_experiments.core.records import Pair
+from uf_experiments.outputs.writer import DatasetSaver, OutputWriter, rated_schema
 
 ASPECTS = {"honesty": SimpleNamespace(per_completion=False), "critique": SimpleNamespace(per_completion=True)}
 

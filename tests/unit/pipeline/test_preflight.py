@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.helpers.fake_openai import FakeJudge
-from uf_experiments.config import ConfigError, resolve, validate
+from uf_experiments.config import ConfigError, RunConfig, resolve, typed, validate
 from uf_experiments.pipeline.preflight import check_endpoints, endpoints, preflight
 
 KEY = "test-only-not-a-key-preflight-123"
@@ -20,10 +20,10 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
 
 
-def config(compose, *overrides: str):
+def config(compose, *overrides: str) -> RunConfig:
     cfg = compose(list(overrides))
     validate(resolve(cfg))
-    return cfg
+    return typed(cfg)
 
 
 def closed_port() -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from uf_experiments.metrics.pricing import Meter
 from uf_experiments.pipeline import progress as progress_mod
+from uf_experiments.pipeline.budget import Meter
 from uf_experiments.pipeline.progress import Progress
 
 

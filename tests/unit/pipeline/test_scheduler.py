@@ -114,7 +114,7 @@ def test_a_lapsed_claim_of_another_job_is_taken_over(tmp_path, env):
     with FakeJudge() as server:
         env(server)
         cfg = served(tmp_path, data, "sampling.n=2", "cache.claim_ttl_s=1.0")
-        from uf_experiments.config import resolve, validate
+        from uf_experiments.config import resolve, typed, validate
         from uf_experiments.data.sources import load_prompts
         from uf_experiments.engines.build import resolve_model_path
         from uf_experiments.engines.cache import RequestCache, cache_key
@@ -122,11 +122,12 @@ def test_a_lapsed_claim_of_another_job_is_taken_over(tmp_path, env):
         from uf_experiments.pipeline.worker import model_identity
 
         validate(resolve(cfg))
-        reqs = [r for rs in generation_requests(cfg, load_prompts(cfg.dataset).prompts) for r in rs]
-        RequestCache(cfg.cache.path).close()
-        with sqlite3.connect(cfg.cache.path) as db:
+        config = typed(cfg)
+        reqs = [r for rs in generation_requests(config, load_prompts(config.dataset).prompts) for r in rs]
+        RequestCache(config.cache.path).close()
+        with sqlite3.connect(config.cache.path) as db:
             for r in reqs:
-                model = cfg.pool.models[r.model]
+                model = config.pool.models[r.model]
                 key = cache_key(model_identity(model, resolve_model_path(model)), r)
                 db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)", (key, "elsewhere:1:x", "other-host", 1,
                                                                         time.time()))
