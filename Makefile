@@ -2,11 +2,13 @@
 #   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
 #   make test   set up .venv, lint (ruff) and run the test suite
 # Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
+#        PYTEST_WORKERS=2 (pytest-xdist processes, one test file per worker at a time; 0: one process),
 #        TORCH_INDEX_URL= (empty: don't try PyTorch's CPU wheel index), VENV=.venv, PYTHON=python3
 VENV ?= .venv
 PYTHON ?= python3
 ARGS ?=
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 export TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 # The demo and the tests never need the Hugging Face hub (tiny models are built locally); without these a hub
 # call would retry for ~23 s before failing on a machine with no network.
@@ -25,7 +27,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check .
-	$(OFFLINE) $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(OFFLINE) $(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -7,6 +7,7 @@ test ever waits on the Hugging Face hub (a hub call retries for ~23 s on a machi
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,20 @@ def compose() -> Compose:
 def installed(tmp_path_factory: pytest.TempPathFactory):
     """The built wheel installed without -e into a fresh venv that has no vLLM, torch or transformers
     (tests/helpers/installed.py): ``installed.cli``, ``installed.python``, ``installed.env()``."""
-    from tests.helpers.installed import api_only_venv, build_wheel
+    from filelock import FileLock
 
-    root = tmp_path_factory.mktemp("wheel")
-    return api_only_venv(build_wheel(root), root / "venv")
+    from tests.helpers.installed import Installed, api_only_venv, build_wheel
+
+    # Under pytest-xdist every worker has its own base temp dir; their parent is shared, so the first worker that
+    # needs the venv builds it there and the others wait for it and reuse it.
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    root = shared / "installed-wheel" if shared else tmp_path_factory.mktemp("wheel")
+    with FileLock(str(root) + ".lock"):
+        done = root / "venv" / "installed.ok"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            api_only_venv(build_wheel(root), root / "venv")
+            done.write_text("ok")
+    (wheel,) = (root / "dist").glob("uf_experiments-*.whl")
+    return Installed(wheel, root / "venv")

@@ -20,8 +20,17 @@ REPO = Path(__file__).resolve().parents[2]
 # and this repo's own (editable) install.
 HEAVY = ("torch", "torchgen", "functorch", "transformers", "tokenizers", "vllm", "triton")
 LEFT_OUT = (*HEAVY, "uf_experiments", "__editable__")
-SOURCE_IGNORE = shutil.ignore_patterns(".git", ".venv*", "outputs", "build", "dist", "*.egg-info", "__pycache__",
-                                       "wandb", ".pytest_cache")
+TOP_LEVEL_IGNORE = shutil.ignore_patterns(".git", ".venv*", "outputs", "build", "dist", "wandb")  # the clone's own
+ANYWHERE_IGNORE = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")
+
+
+def source_ignore(directory: str, names: list[str]) -> set[str]:
+    """What the wheel's source copy leaves out: run outputs, venvs and builds at the clone's top (not the package's
+    own ``uf_experiments/outputs/``), caches anywhere."""
+    ignored = set(ANYWHERE_IGNORE(directory, names))
+    if Path(directory).resolve() == REPO:
+        ignored |= set(TOP_LEVEL_IGNORE(directory, names))
+    return ignored
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ def build_wheel(out: Path) -> Path:
     from importlib.metadata import PackageNotFoundError, version
 
     src = out / "src"
-    shutil.copytree(REPO, src, ignore=SOURCE_IGNORE, symlinks=True)
+    shutil.copytree(REPO, src, ignore=source_ignore, symlinks=True)
     try:
         local = int(version("setuptools").split(".")[0]) >= 68  # pyproject.toml: requires = ["setuptools>=68"]
     except PackageNotFoundError:

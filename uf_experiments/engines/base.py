@@ -1,7 +1,7 @@
 """The engine seam: every engine answers requests asynchronously and streams each completion as it exists.
 
 An engine serves one model for the whole run: it holds one client and one rate limiter (so per-minute windows
-hold across stages and re-asks). The scheduler's per-model worker (``engines/worker.py``) sits in front of it:
+hold across stages and re-asks). The scheduler's per-model worker (``pipeline/worker.py``) sits in front of it:
 it answers cache hits, claims requests for parallel jobs, reserves budget, loads the engine on the first miss,
 feeds it batches of at most ``max_batch`` requests, at most ``concurrency`` batches at a time, and commits every
 completion to the request cache as it is emitted.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from uf_experiments.config.schema import enum_value
 from uf_experiments.core.records import Completion, Prompt, Rating, Request
 from uf_experiments.core.status import NOT_JUDGED, NOT_SENT
 from uf_experiments.judge.parse import parse_reply
@@ -91,7 +92,7 @@ def item_count(aspects: Mapping[str, Any], swap: bool, n: int) -> int:
 
 
 def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
-    output = str(getattr(judge.output, "value", judge.output))
+    output = enum_value(judge.output)
     shown = [item.texts[i] for i in item.order]
     key = f"judge:{seed}:{item.prompt.prompt_id}:{item.aspect}:{item.targets}:{item.swap}:{item.attempts}"
     return Request(
@@ -127,7 +128,7 @@ def rate(items: Sequence[JudgeItem], generate: Callable[[list[Request]], list[Co
          aspects: Mapping[str, Any], seed: int, on_done: Callable[[int], None] | None = None) -> None:
     """Ask, parse, re-ask the failures, in rounds; results land on the items. ``generate`` is a batch call (the
     scheduler re-asks one item at a time instead, through :func:`settle`)."""
-    output = str(getattr(judge.output, "value", judge.output))
+    output = enum_value(judge.output)
     pending = list(items)
     while pending:
         completions = generate([request_for(it, judge, aspects[it.aspect], seed) for it in pending])

@@ -30,7 +30,7 @@ PREFS_SCHEMA = pa.schema([("prompt_id", pa.string()), ("score_chosen", pa.float6
 
 def make_run(path: Path, overrides: list[str], summary: dict[str, Any], rated: list[dict] | None = None,
              prefs: list[tuple[float, float]] | None = ()) -> Path:
-    """A run dir as runner.py writes it, reduced to what compare reads (``prefs=None``: no preferences.parquet)."""
+    """A run dir as a run writes it, reduced to what compare reads (``prefs=None``: no preferences.parquet)."""
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (path / "summary.json").write_text(json.dumps(summary))

@@ -367,7 +367,7 @@ class OpenAIBatchEngine(EndpointEngine):
         return outcome
 
     def generate(self, requests: Sequence[Request], on_result: Emit | None = None) -> list[Completion]:
-        """The pre-scheduler seam (``runner.py`` before the streaming core): ``complete`` through ``run_sync``."""
+        """The pre-scheduler seam (the batch-stage runner): ``complete`` through ``run_sync``."""
         return run_sync(self, requests, on_result)
 
     async def release(self) -> None:
