@@ -2,7 +2,8 @@
 #   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
 #   make test   set up .venv, lint (ruff) and run the test suite
 # Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
-#        PYTEST_WORKERS=2 (pytest-xdist processes, one test file per worker at a time; 0: one process),
+#        PYTEST_WORKERS=2 (pytest-xdist processes; a test file runs whole on one worker unless tests/conftest.py
+#        SPREAD lists it; 0: one process),
 #        TORCH_INDEX_URL= (empty: don't try PyTorch's CPU wheel index), VENV=.venv, PYTHON=python3
 VENV ?= .venv
 PYTHON ?= python3
@@ -27,7 +28,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check .
-	$(OFFLINE) $(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(OFFLINE) $(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

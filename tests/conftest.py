@@ -43,11 +43,19 @@ def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool =
         return _hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+# Test files whose many cases share no module-scoped fixture: pytest-xdist spreads their cases over the workers
+# (``--dist loadgroup``); every other file runs whole on one worker, so its module fixtures (a real run, a loaded
+# vLLM engine) are built once.
+SPREAD = {"test_conf_comments.py", "test_docs.py", "test_config.py", "test_judge_parse.py", "test_data.py"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects: a test marked vllm is deselected by -m "not slow" too
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("vllm") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+        if item.path.name not in SPREAD and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(str(item.path.relative_to(REPO))))
 
 
 def starts_a_cli(argv: list[str]) -> bool:
