@@ -19,6 +19,7 @@ from uf_experiments.config.resolve import canonical_target
 
 API, BATCH, DEVICE = "api", "batch", "device"
 
+
 @cache
 def _class(target: str) -> type:
     from hydra.utils import get_class
