@@ -19,8 +19,11 @@ kind "judge" or "generation" (a server log to read order and concurrency from); 
 answered with 200.
 
 ``GET /v1/models`` lists ``models`` (OpenAI's shape); with ``models=None`` (the default) there is no such route
-(404), like a server without it. ``status=401`` (or 403, 404, ...) answers every request with that status. Every
-GET is recorded in ``gets`` as (path, whether it carried a bearer key).
+(404), like a server without it. ``unknown_model`` says how a chat request for a name ``models`` does not list is
+answered: ``"any"`` (the default) like any other, as text-generation-inference or llama.cpp's server do; ``"404"``
+with OpenAI's error (code ``model_not_found``); ``"vllm"`` with vLLM's 400 ``The model `x` does not exist.`` (the
+request is recorded in ``requests`` either way). ``status=401`` (or 403, 404, ...) answers every request with that
+status. Every GET is recorded in ``gets`` as (path, whether it carried a bearer key).
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ def body_key(body: dict[str, Any]) -> str:
 class FakeJudge:
     def __init__(self, latency_s: float = 0.0, hang_s: float = 2.0, retry_after_s: float = 0.2, port: int = 0,
                  words_by_model: dict[str, int] | None = None, models: list[str] | None = None,
-                 status: int | None = None) -> None:
+                 status: int | None = None, unknown_model: str = "any") -> None:
+        assert unknown_model in ("any", "404", "vllm"), unknown_model
         self.latency_s, self.hang_s, self.retry_after_s = latency_s, hang_s, retry_after_s
-        self.models, self.status = models, status
+        self.models, self.status, self.unknown_model = models, status, unknown_model
         self.gets: list[tuple[str, bool]] = []  # (path, had an Authorization: Bearer header)
         self.requests: list[dict[str, Any]] = []  # every attempt's body
         self.attempts: list[tuple[float, str, str]] = []  # (time, body key, outcome)
@@ -161,6 +165,17 @@ class FakeJudge:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _no_such_model(self, model: str, key: str) -> None:
+                with fake.lock:
+                    fake.attempts.append((time.monotonic(), key, "no such model"))
+                if fake.unknown_model == "404":
+                    self._send(404, {"error": {"message": f"The model `{model}` does not exist or you do not have "
+                                               "access to it.", "type": "invalid_request_error", "param": None,
+                                               "code": "model_not_found"}})
+                else:
+                    self._send(400, {"object": "error", "message": f"The model `{model}` does not exist.",
+                                     "type": "NotFoundError", "param": None, "code": 400})
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's API
                 with fake.lock:
                     fake.gets.append((self.path, (self.headers.get("Authorization") or "").startswith("Bearer ")))
@@ -194,6 +209,9 @@ class FakeJudge:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
+                    if fake.unknown_model != "any" and fake.models is not None and body["model"] not in fake.models:
+                        self._no_such_model(body["model"], key)
+                        return
                     m = FAULTS.search(user)
                     faults = m.group(1).split(",") if m else []
                     fault = faults[attempt - 1] if attempt <= len(faults) else None

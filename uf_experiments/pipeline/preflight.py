@@ -4,18 +4,26 @@
 models that go through an OpenAI-compatible engine (the pool members that take part, and the judge), groups them by
 endpoint (``engine.base_url``, else ``OPENAI_BASE_URL``, else api.openai.com) and sends each distinct endpoint one
 ``GET {base_url}/models`` with the key from ``OPENAI_API_KEY``: a short timeout, no retries, all endpoints at
-once, so the whole check is bounded by about one timeout. It returns one line per problem:
+once (then the unlisted names below, all at once), so the whole check is bounded by about two timeouts. It
+returns one line per problem:
 
-- refused, unresolvable, timed out, or a 401/403: the models, the URL, and the fix;
-- a served pool whose endpoint lists its models but not one of the pool's members: the name and what is served.
+- refused, unresolvable, timed out, or a 401/403 (of either request): the models, the URL, and the fix;
+- a served pool whose endpoint lists its models but not one of the pool's members, and answers a one-token chat
+  request with that name with "no such model" (HTTP 404, or an error saying it does not exist / is not found): the
+  name and what is listed.
 
-An endpoint without ``/models`` (404/405) still counts as reachable. The key is never logged or printed.
+A name the list leaves out costs that one ``max_tokens: 1`` request (one per endpoint and name, neither cached nor
+counted in the run's costs): servers such as text-generation-inference or llama.cpp's list only their own alias
+and answer any name; a 200 (or another answer that is neither "no such model" nor a 401/403, e.g. a 5xx) is a
+note logged, and the run goes on. An endpoint without ``/models`` (404/405) still counts as reachable. The key is
+never logged or printed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Mapping, Sequence
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TIMEOUT_S = 5.0
 MAX_NAMES = 12  # served names quoted in an "unknown model" line
+NO_SUCH_MODEL = re.compile(r"does not exist|not found", re.I)  # vLLM / OpenAI / most proxies
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,10 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Probe:
-    """What one ``GET /models`` found. ``failure``: None (reachable), ``"refused"``, ``"dns"``, ``"timeout"``,
-    ``"connect"`` (another connection error) or ``"auth"`` (401/403); ``detail`` says more; ``served``: the model
-    ids the endpoint lists (None: it gave no list)."""
+    """What one ``GET /models`` (or one model's chat request) found. ``failure``: None (reachable), ``"refused"``,
+    ``"dns"``, ``"timeout"``, ``"connect"`` (another connection error), ``"auth"`` (401/403) or, for a model,
+    ``"missing"`` (the server says it has no such model); ``detail`` says more; ``served``: the model ids the
+    endpoint lists (None: it gave no list)."""
 
     failure: str | None = None
     detail: str = ""
@@ -115,6 +125,46 @@ def probe(base_url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> P
     return Probe(served=ids or None)  # an empty list tells nothing about the names it serves (some proxies)
 
 
+def probe_model(base_url: str, api_key: str | None, model: str, timeout_s: float = TIMEOUT_S) -> Probe:
+    """One minimal ``POST {base_url}/chat/completions`` with ``model`` (``max_tokens: 1``), no retries: does the
+    server answer a name its ``/models`` does not list? ``failure`` None: it answers (``detail``: the HTTP status
+    when that was not a 200); ``"missing"``: HTTP 404, or an error that says the model does not exist / is not
+    found (OpenAI's ``model_not_found``); the connection failures and 401/403 as in :func:`probe`."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    try:
+        reply = httpx.post(f"{base_url}/chat/completions", json=body, headers=headers, timeout=timeout_s,
+                           follow_redirects=True)
+    except httpx.TimeoutException:
+        return Probe("timeout", f"no answer within {timeout_s:g} s")
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        return _connect_failure(exc)
+    if reply.status_code in (401, 403):
+        return Probe("auth", f"HTTP {reply.status_code}")
+    if reply.status_code == 404 or (reply.status_code >= 400 and _says_no_such_model(reply)):
+        return Probe("missing", f"HTTP {reply.status_code}")
+    return Probe(detail="" if reply.status_code == 200 else f"HTTP {reply.status_code}")
+
+
+def _says_no_such_model(reply: object) -> bool:
+    """An error body (``{"error": {"message", "code"}}``, or vLLM's flat ``{"message", "code"}``) that says the
+    model does not exist."""
+    try:
+        payload = reply.json()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not JSON: read the text
+        return bool(NO_SUCH_MODEL.search(getattr(reply, "text", "") or ""))
+    parts = [payload, payload.get("error")] if isinstance(payload, dict) else []
+    for part in parts:
+        if isinstance(part, dict):
+            if part.get("code") == "model_not_found" or NO_SUCH_MODEL.search(str(part.get("message") or "")):
+                return True
+        elif isinstance(part, str) and NO_SUCH_MODEL.search(part):
+            return True
+    return False
+
+
 def _connect_failure(exc: BaseException) -> Probe:
     chain: list[BaseException] = []
     e: BaseException | None = exc
@@ -143,8 +193,21 @@ def _url_keys(ep: Endpoint) -> str:
     return " / ".join(keys if ep.source == "config" else ["OPENAI_BASE_URL", *keys])
 
 
-def problems_of(ep: Endpoint, result: Probe) -> list[str]:
-    """The one-line problems of one probed endpoint (empty when all is well)."""
+def _listed(result: Probe) -> str:
+    listed = sorted(set(result.served or ()))
+    return ", ".join(listed[:MAX_NAMES]) + (", ..." if len(listed) > MAX_NAMES else "")
+
+
+def unlisted(ep: Endpoint, result: Probe) -> list[str]:
+    """The served pool's names (once each) this endpoint's ``/models`` lists but leaves out (none without a list)."""
+    if result.served is None:
+        return []
+    return list(dict.fromkeys(c.model for c in ep.callers if c.served_pool and c.model not in result.served))
+
+
+def problems_of(ep: Endpoint, result: Probe, answers: Mapping[str, Probe] | None = None) -> list[str]:
+    """The one-line problems of one probed endpoint (empty when all is well). ``answers``: what the chat request
+    of each :func:`unlisted` name found (a name without one counts as missing)."""
     who, keys = f"{_describe(ep.callers)} at {ep.base_url}", _url_keys(ep)
     host = urlsplit(ep.base_url).hostname or ep.base_url
     if result.failure not in (None, "auth") and ep.source == "default":  # the user set no URL: api.openai.com
@@ -162,22 +225,23 @@ def problems_of(ep: Endpoint, result: Probe) -> list[str]:
         return [f"{who}: {result.detail} — check that the server is up and reachable, or fix {keys}"]
     if result.failure:
         return [f"{who}: cannot connect ({result.detail}) — check the server and the network, or fix {keys}"]
-    out = []
-    if result.served is not None:
-        listed = sorted(set(result.served))
-        shown = ", ".join(listed[:MAX_NAMES]) + (", ..." if len(listed) > MAX_NAMES else "")
-        for c in ep.callers:
-            if c.served_pool and c.model not in listed:
-                out.append(f"pool.models: {c.model} is not served by {ep.base_url} (it serves: {shown or 'nothing'}) "
-                           "— fix the name in pool.models=[...], or point pool.base_url at the server that has it")
+    out: list[str] = []
+    for name in unlisted(ep, result):
+        answer = (answers or {}).get(name, Probe("missing"))
+        if answer.failure == "missing":
+            out.append(f"pool.models: {name} is not served by {ep.base_url} (it serves: {_listed(result)}) "
+                       "— fix the name in pool.models=[...], or point pool.base_url at the server that has it")
+        elif answer.failure:  # its request failed the way a /models probe can: the same line
+            out += [line for line in problems_of(ep, answer) if line not in out]
     return out
 
 
 def preflight(cfg: RunConfig, timeout_s: float = TIMEOUT_S, env: Mapping[str, str] | None = None) -> list[str]:
     """Probe each distinct API endpoint of ``cfg`` once, all at once; one line per problem (empty: all good).
 
-    Bounded in time: each probe has ``timeout_s``; a probe stuck beyond that (e.g. in a slow DNS lookup) is
-    reported as not answering.
+    Then each served pool name an endpoint's ``/models`` leaves out gets one ``max_tokens: 1`` chat request (all
+    at once), so the whole check is bounded by about two timeouts: each request has ``timeout_s``; one stuck
+    beyond that (e.g. in a slow DNS lookup) is reported as not answering.
     """
     env = os.environ if env is None else env
     eps = endpoints(cfg, env)
@@ -185,20 +249,37 @@ def preflight(cfg: RunConfig, timeout_s: float = TIMEOUT_S, env: Mapping[str, st
         return []
     key = env.get("OPENAI_API_KEY")
     results: dict[str, Probe] = {}
+    answers: dict[str, dict[str, Probe]] = {ep.base_url: {} for ep in eps}
+
+    def ask(ep: Endpoint, name: str) -> None:
+        answers[ep.base_url][name] = probe_model(ep.base_url, key, name, timeout_s)
 
     def run(ep: Endpoint) -> None:
         results[ep.base_url] = probe(ep.base_url, key, timeout_s)
+        asking = [threading.Thread(target=ask, args=(ep, name), daemon=True, name=f"preflight {ep.base_url} {name}")
+                  for name in unlisted(ep, results[ep.base_url])]
+        for t in asking:
+            t.start()
+        for t in asking:
+            t.join(timeout_s + 1.0)
 
     threads = [threading.Thread(target=run, args=(ep,), daemon=True, name=f"preflight {ep.base_url}") for ep in eps]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout_s + 2.0)  # daemon threads: one stuck in a DNS lookup is left behind, not waited for
+        t.join(2 * timeout_s + 3.0)  # daemon threads: one stuck in a DNS lookup is left behind, not waited for
     out: list[str] = []
+    stuck = Probe("timeout", f"no answer within {timeout_s:g} s")
     for ep in eps:
-        result = results.get(ep.base_url) or Probe("timeout", f"no answer within {timeout_s:g} s")
+        result = results.get(ep.base_url) or stuck
         log.info("preflight %s: %s", ep.base_url, "reachable" if result.reachable else result.failure)
-        out += problems_of(ep, result)
+        got = {name: answers[ep.base_url].get(name, stuck) for name in unlisted(ep, result)}
+        for name, answer in got.items():
+            if answer.failure is None:
+                how = f"a request for it answered {answer.detail}" if answer.detail else "answers requests"
+                log.warning("preflight: %s is not listed by %s (it lists: %s) but %s; going on",
+                            name, ep.base_url, _listed(result), how)
+        out += problems_of(ep, result, got)
     return out
 
 

@@ -77,12 +77,58 @@ def test_an_endpoint_without_models_is_reachable(compose, api_key):
         assert server.requests == []  # a probe, not a completion: nothing paid
 
 
-def test_a_pool_member_the_endpoint_does_not_serve(compose, api_key):
+def probes(server: FakeJudge) -> list[tuple[str, int, list[dict]]]:
+    """The chat requests the server saw: (model, max_tokens, messages), by model."""
+    return sorted((b["model"], b.get("max_tokens"), b["messages"]) for b in server.requests)
+
+
+@pytest.mark.parametrize("unknown_model", ["404", "vllm"])  # OpenAI's 404 model_not_found; vLLM's 400 "does not exist"
+def test_a_pool_member_the_endpoint_does_not_serve(compose, api_key, caplog, unknown_model):
+    caplog.set_level(logging.DEBUG)
     cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "judge=served", "judge.model.path=judge-x")
-    with FakeJudge(models=["gen-a", "judge-x", "gen-c"]) as server:
+    with FakeJudge(models=["gen-a", "judge-x", "gen-c"], unknown_model=unknown_model) as server:
         problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
     assert problems == [f"pool.models: gen-b is not served by {server.base_url} (it serves: gen-a, gen-c, judge-x) "
                         "— fix the name in pool.models=[...], or point pool.base_url at the server that has it"]
+    assert probes(server) == [("gen-b", 1, [{"role": "user", "content": "Hi"}])]  # one probe, for the unlisted name
+    assert [outcome for _, _, outcome in server.attempts] == ["no such model"] and server.paid == []
+    assert server.gets == [("/v1/models", True)]
+    assert KEY not in caplog.text and "not listed" not in caplog.text
+
+
+def test_a_server_that_lists_its_alias_and_answers_any_name(compose, api_key, caplog):
+    caplog.set_level(logging.INFO, logger="uf_experiments.pipeline.preflight")
+    cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "judge=served", "judge.model.path=judge-x")
+    with FakeJudge(models=["gen-a"]) as server:  # like text-generation-inference / llama.cpp: one alias listed
+        problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
+    assert problems == []
+    # one max_tokens=1 request per unlisted pool name; none for gen-a (listed) nor for the judge (not checked)
+    assert probes(server) == [("gen-b", 1, [{"role": "user", "content": "Hi"}]),
+                              ("gen-c", 1, [{"role": "user", "content": "Hi"}])]
+    assert server.gets == [("/v1/models", True)]
+    notes = sorted(r.getMessage() for r in caplog.records if "not listed" in r.getMessage())
+    assert notes == [f"preflight: {name} is not listed by {server.base_url} (it lists: gen-a) but answers requests; "
+                     "going on" for name in ("gen-b", "gen-c")]
+    assert KEY not in caplog.text
+
+
+def test_a_probe_whose_key_is_refused_says_so(compose, api_key, monkeypatch):
+    import httpx
+
+    real_post = httpx.post
+
+    def post(url, **kwargs):  # the key is good for /models, refused for chat requests (a scoped key)
+        reply = real_post(url, **kwargs)
+        return httpx.Response(403, json={"error": {"message": "forbidden"}}, request=reply.request)
+
+    monkeypatch.setattr(httpx, "post", post)
+    cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "judge=served", "judge.model.path=judge-x")
+    with FakeJudge(models=["gen-a"]) as server:
+        problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
+    assert len(server.requests) == 2
+    assert problems == [f"pool.models gen-a, gen-b, gen-c and judge.model judge-x at {server.base_url}: the key was "
+                        "refused (HTTP 403) — check OPENAI_API_KEY (any non-empty value for a local server without "
+                        "auth)"]
 
 
 def test_only_the_members_that_take_part_are_checked(compose, api_key):
