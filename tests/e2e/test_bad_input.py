@@ -51,10 +51,11 @@ ROWS = [
     Row("key-refused", f"`judge=served judge.model.path=judge-x`, a server at {SERVER} that answers 401",
         f"error: judge.model judge-x at {SERVER}: the key was refused (HTTP 401) — check OPENAI_API_KEY (any "
         "non-empty value for a local server without auth)", "nothing: the endpoint is probed before any request"),
-    Row("unknown-served-model", "`pool=served pool.models=[gen-a,gen-z]`, a server that serves gen-a and judge-x",
+    Row("unknown-served-model", "`pool=served pool.models=[gen-a,gen-z]`, a server that lists gen-a and judge-x and "
+        "answers a request for gen-z with 404 `model_not_found`",
         f"error: pool.models: gen-z is not served by {SERVER} (it serves: gen-a, judge-x) — fix the name in "
         "pool.models=[...], or point pool.base_url at the server that has it",
-        "nothing: the endpoint's /models is read before any request"),
+        "one `max_tokens: 1` request, for gen-z (the name /models leaves out); nothing else"),
     Row("bad-dataset-path", "`dataset=local dataset.path=/data/nope.jsonl` (no such file)",
         "error: dataset.path=/data/nope.jsonl does not exist: pass an existing .jsonl/.json/.parquet/.csv file"),
     Row("unreadable-file", "`dataset=local dataset.path=prompts.jsonl`, a line of it is not JSON",
@@ -246,8 +247,10 @@ def unknown_served_model(mp: pytest.MonkeyPatch, tmp: Path) -> str:
     from tests.helpers.fake_openai import FakeJudge
 
     cfg = _compose("pool=served", "pool.models=[gen-a,gen-z]", "judge=served", "judge.model.path=judge-x")
-    with FakeJudge(models=["gen-a", "judge-x"]) as server:
-        return _preflight_line(cfg, {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"}, server.base_url)
+    with FakeJudge(models=["gen-a", "judge-x"], unknown_model="404") as server:
+        line = _preflight_line(cfg, {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x"}, server.base_url)
+        assert [(b["model"], b["max_tokens"]) for b in server.requests] == [("gen-z", 1)] and server.paid == []
+        return line
 
 
 def _local(tmp: Path, mp: pytest.MonkeyPatch, text: str) -> Any:
