@@ -59,6 +59,11 @@ class Ties(Enum):
     drop = "drop"
 
 
+class LogLevel(Enum):
+    info = "info"  # our INFO lines on the console; third parties (vLLM, httpx) from WARNING up
+    debug = "debug"  # everything: our DEBUG lines, third parties as they log
+
+
 class TrackingBackend(Enum):
     wandb = "wandb"
     none = "none"
@@ -230,12 +235,13 @@ class RunConfig:
     batch: bool = False  # batch=true: every OpenAI-compatible model goes through the Batch API (half price, <= 24 h)
     stop_grace_s: float = 30.0  # after a stop (signal, endpoint down, budget): wait this long for requests in flight
     progress_interval_s: float = 5.0  # without a terminal: one progress line this often
+    log_level: LogLevel = LogLevel.info  # the console's; the run dir's uf-experiments.log keeps INFO from everything
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
 # Overrides that change where files go or how a run is watched, not what it does: left out of W&B run names,
 # compare's columns and the sweep's run-dir names (conf/config.yaml hydra.job.config.override_dirname).
-NON_DEFINING_OVERRIDES = ("experiment", "plan", "planning.", "cache.", "hydra.", "tracking.", "output.")
+NON_DEFINING_OVERRIDES = ("experiment", "log_level", "plan", "planning.", "cache.", "hydra.", "tracking.", "output.")
 
 
 def defines_run(override: str) -> bool:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from uf_experiments.core import logs
 from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.base import Emit, run_sync
 
@@ -78,7 +79,8 @@ class VLLMEngine:
         kwargs.setdefault(
             "structured_outputs_config", {"backend": structured_backend, "disable_any_whitespace": True}
         )
-        log.info("loading %s into vLLM (%s)", path, kwargs)
+        kwargs.setdefault("use_tqdm_on_load", not logs.quiet())  # the checkpoint shards' progress bar
+        log.debug("loading %s into vLLM (%s)", path, kwargs)
         self._llm = vllm.LLM(model=path, **kwargs)
         self._pending_load_s = time.perf_counter() - t0  # engine time charged to the first call
 

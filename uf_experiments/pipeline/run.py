@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, typed, uses_batch, validate
+from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.metrics.pricing import format_plan
@@ -38,11 +39,19 @@ def _hydra_context(config: RunConfig) -> tuple[Path, str | None, str]:
     return run_dir, group, overrides or config.experiment
 
 
+def _hydra_verbose() -> object:
+    """``hydra.verbose`` (false outside Hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().verbose if HydraConfig.initialized() else False
+
+
 def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     """Run one job; returns the summary that is also written to ``summary.json`` (its ``exit_code`` is what the
     process should exit with). With ``plan=true``: the plan, written to ``plan.json``; no model is called."""
     validate(resolve(cfg))
     config = typed(cfg)
+    logs.configure(enum_value(config.log_level), _hydra_verbose())
     card_config: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     hydra_dir, group, name = _hydra_context(config)
     run_dir = Path(run_dir or hydra_dir)

@@ -257,7 +257,7 @@ class ModelWorker:
                 self.holds_slot = False
             raise
         self._loaded_at = t0
-        log.info("%s: engine ready in %.1f s", self.name, time.perf_counter() - t0)
+        log.info("%s: loaded in %.1f s", self.name, time.perf_counter() - t0)
         return True
 
     async def _call(self, batch: list[Request], reserved: list[float]) -> None:
