@@ -38,7 +38,8 @@ def test_help_puts_what_it_does_the_knobs_and_examples_before_the_groups(tmp_pat
     at = [page.index(s) for s in sections]
     assert at == sorted(at) and at[0] == 0
     knobs = page[at[1]:at[2]]
-    for knob in ("seed=", "dataset.limit=", "pool.size=", "sampling.n=", "judge=", "aspect=[", "plan=true"):
+    for knob in ("seed=", "dataset.limit=", "pool.size=", "sampling.n=", "judge=", "aspect=[", "plan=true",
+                 "log_level="):
         assert f"\n  {knob}" in knobs, knob
     examples = page[at[2]:at[3]]
     assert "\n  uf-experiments  " in examples  # the demo
