@@ -59,6 +59,17 @@ def console_handlers() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
 
 
+HTTP_LOGGERS = ("httpx", "httpx2")  # one INFO line per request: to the file always, to the console with debug
+
+
+def restore_http_loggers() -> None:
+    """Undo what importing vLLM does to the HTTP clients' loggers (it sets them to WARNING for the whole process),
+    so their INFO lines reach ``uf-experiments.log`` and, with ``log_level=debug``, the console; the console filter
+    keeps them off the console otherwise."""
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+
+
 def configure(level: str = "info", verbose: object = False) -> None:
     """Set the console up for one job: ``level`` is ``log_level`` (``info`` | ``debug``), ``verbose`` is
     ``hydra.verbose``. Called again (several runs in one process), it replaces what it set before."""
@@ -67,6 +78,7 @@ def configure(level: str = "info", verbose: object = False) -> None:
         raise ValueError(f"log_level={level} is not one of {', '.join(LEVELS)}")
     loud = level == "debug" or bool(verbose)
     _STATE["quiet"] = not loud
+    restore_http_loggers()
     for handler in console_handlers():
         for f in [f for f in handler.filters if isinstance(f, ConsoleFilter)]:
             handler.removeFilter(f)

@@ -41,6 +41,7 @@ def _import_vllm() -> Any:
         import vllm
     except ImportError as exc:
         raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
+    logs.restore_http_loggers()  # vLLM's import turns httpx's INFO lines off for the whole process
     return vllm
 
 

@@ -92,6 +92,7 @@ def test_the_console_filter_passes_ours_and_third_party_warnings_once(console):
 
 
 def test_debug_removes_the_filter_and_shows_our_debug_lines(console):
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # what importing vLLM does, for the whole process
     logs.configure("info")
     logs.configure("debug")
     assert not logs.quiet()
