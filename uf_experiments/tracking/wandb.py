@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from uf_experiments import package_version
+from uf_experiments.core import logs
 from uf_experiments.core.rundir import dig
 from uf_experiments.metrics.cell import summary_metrics
 from uf_experiments.tracking.null import NullTracker, tracking_enabled
@@ -72,6 +73,8 @@ class WandbTracker:
             dir=str(run_dir),
             config=scrub({**config, "version": package_version()}),  # which uf-experiments made this run
             reinit="finish_previous",
+            # a quiet console (log_level=info): no history/summary block at finish; where the run is saved is said
+            settings=wandb.Settings(quiet=logs.quiet()),
         )
         log.info("W&B run %s (%s) in %s", self.run.id, mode, run_dir / "wandb")
 

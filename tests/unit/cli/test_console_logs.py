@@ -22,13 +22,14 @@ HTTP_LINE = re.compile(r"\[httpx2?\]\[INFO\] - HTTP Request: POST ")  # httpx2: 
 
 
 def served_run(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess, str, int]:
-    """A served run on 2 prompts: (the process, its uf-experiments.log, the requests FakeJudge answered)."""
+    """A served run on 2 prompts, W&B offline: (the process, its uf-experiments.log, the requests FakeJudge
+    answered)."""
     run_dir = tmp_path / name
     with FakeJudge() as server:
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test"}
         proc = subprocess.run(
             [sys.executable, "-m", "uf_experiments", "pool=served", "pool.models=[gen-a,gen-b]", "judge=served",
-             "judge.model.path=judge-x", "aspect=[honesty]", "dataset.limit=2", "tracking=none",
+             "judge.model.path=judge-x", "aspect=[honesty]", "dataset.limit=2", "tracking.mode=offline",
              f"cache.path={tmp_path / name / 'cache.sqlite'}", f"hydra.run.dir={run_dir}", *extra],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         answered = len(server.paid)
@@ -45,6 +46,7 @@ def test_a_served_run_keeps_http_lines_off_the_console_and_in_the_log_file(tmp_p
     assert len(HTTP_LINE.findall(log_file)) >= answered  # every POST in the file
     assert "72 prompts" not in console and "2 prompts (2 rows read" in console  # our INFO lines stay
     assert "gen-a: loaded in" in console and "judge-x: loaded in" in console
+    assert "Run summary:" not in console and "Run data is saved locally in" in console  # W&B's quiet mode
 
 
 @pytest.mark.slow
@@ -52,6 +54,7 @@ def test_a_served_run_keeps_http_lines_off_the_console_and_in_the_log_file(tmp_p
 def test_log_level_debug_or_hydra_verbose_bring_the_http_lines_back(tmp_path, flag):
     proc, log_file, answered = served_run(tmp_path, "loud", flag)
     assert len(HTTP_LINE.findall(proc.stdout + proc.stderr)) >= answered
+    assert "Run summary:" in proc.stdout + proc.stderr  # W&B says everything too
     assert len(HTTP_LINE.findall(log_file)) >= answered
 
 
