@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from functools import cache
 from typing import Any
 
 from hydra.utils import get_class
@@ -118,16 +119,23 @@ def apply_batch(cfg: DictConfig) -> None:
                 raise ConfigError(f"{where}.engine.batch=true: only an OpenAI-compatible engine can go through the "
                                   f"Batch API, not {target}; drop the override")
             continue  # batch=true leaves vLLM models alone
-        takes = set(inspect.signature(get_class(variant).__init__).parameters) - {"self", "path"}
+        takes = set(inspect.signature(engine_class(variant).__init__).parameters) - {"self", "path"}
         kwargs = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k in takes}
         kwargs.setdefault("state_path", cfg.cache.path)
         model.engine = {"_target_": variant, **kwargs}
 
 
+@cache
+def engine_class(target: str) -> type:
+    """The engine class an ``engine._target_`` names (a pre-0.2 path too): the one lookup resolving, validating
+    and building engines share. Raises (ImportError, ValueError, ...) when it cannot be imported."""
+    return get_class(canonical_target(target))
+
+
 def _engine_class(target: Any) -> type | None:
-    """The engine class ``target`` names, or None when it cannot be imported (validate reports that)."""
+    """:func:`engine_class`, or None when it cannot be imported (validate reports that)."""
     try:
-        return get_class(str(target))
+        return engine_class(str(target))
     except Exception:  # noqa: BLE001 - validate() names the engine that cannot be imported
         return None
 

@@ -10,10 +10,9 @@ import os
 import tempfile
 from typing import Any
 
-from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from uf_experiments.config.resolve import resolved
+from uf_experiments.config.resolve import engine_class, resolved
 from uf_experiments.config.schema import PRINCIPLES, ConfigError, DatasetKind, SetupError, enum_value
 
 
@@ -144,7 +143,7 @@ def _validate_given_columns(cfg: DictConfig, source: str) -> None:
 def _engine_problem(engine: Any) -> str | None:
     """Ask the engine class (``check_config``, when it has one) whether it can start, e.g. that its key is set."""
     try:
-        cls = get_class(engine["_target_"])
+        cls = engine_class(str(engine["_target_"]))
     except Exception as exc:  # noqa: BLE001 - reported as a config error
         return f"engine {engine['_target_']} cannot be imported ({exc})"
     check = getattr(cls, "check_config", None)

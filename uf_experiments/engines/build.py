@@ -12,24 +12,17 @@ cached under (kept across renames, so a request cache filled by an earlier versi
 from __future__ import annotations
 
 import os
-from functools import cache
 from typing import Any
 
 from uf_experiments.config.resolve import canonical_target
+from uf_experiments.config.resolve import engine_class as target_class
 
 API, BATCH, DEVICE = "api", "batch", "device"
 
 
-@cache
-def _class(target: str) -> type:
-    from hydra.utils import get_class
-
-    return get_class(canonical_target(target))
-
-
 def engine_class(engine_cfg: Any) -> type:
     """The class an engine config's ``_target_`` names (ImportError / ValueError when it cannot be imported)."""
-    return _class(str(engine_cfg["_target_"]))
+    return target_class(str(engine_cfg["_target_"]))
 
 
 def engine_attr(engine_cfg: Any, name: str, default: Any = None) -> Any:

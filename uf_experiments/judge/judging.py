@@ -24,7 +24,7 @@ from typing import Any
 
 from uf_experiments.config.schema import enum_value
 from uf_experiments.core.records import Completion, Prompt, Rating, Request
-from uf_experiments.core.status import NOT_JUDGED, NOT_SENT
+from uf_experiments.core.status import NOT_JUDGED, NOT_SENT, not_sent
 from uf_experiments.judge.parse import parse_reply
 from uf_experiments.judge.prompts import judge_messages, response_schema
 
@@ -110,7 +110,7 @@ def request_for(item: JudgeItem, judge: Any, aspect: Any, seed: int) -> Request:
 def settle(item: JudgeItem, reply: Completion, aspect: Any, output: str, max_parse_retries: int) -> bool:
     """Take one reply for ``item``: True if the item is final (rated, failed for good, or never sent), False if
     it must be asked again (``request_for`` then gives the re-ask, with a new seed)."""
-    if reply.error is not None and reply.error.startswith(NOT_SENT):
+    if not_sent(reply.error):
         item.not_judged = reply.error[len(NOT_SENT):]
         return True
     item.attempts += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from uf_experiments.config.schema import enum_value
 from uf_experiments.core.records import Completion, Prompt, Request
-from uf_experiments.core.status import NOT_JUDGED, NOT_SENT
+from uf_experiments.core.status import NOT_JUDGED, not_sent
 from uf_experiments.judge.judging import JudgeItem, Outcome, item_count, make_items, request_for, settle
 from uf_experiments.judge.judging import outcomes as combine_outcomes
 from uf_experiments.pipeline.context import RunContext
@@ -204,7 +204,7 @@ class Scheduler:
                 for name, n in item.missing.items():
                     counts[name] = counts.get(name, 0) + n
             state.open_items -= 1
-            self.progress.advance("judge", sent=not c.cached and not (c.error or "").startswith(NOT_SENT))
+            self.progress.advance("judge", sent=not c.cached and not not_sent(c.error))
             if state.open_items == 0:
                 self._finish(state, judged=True)
         else:
@@ -214,7 +214,7 @@ class Scheduler:
 
     def _finish(self, state: PromptState, judged: bool, reason: str = "") -> None:
         done = state.successful()
-        failures = sum(c is not None and c.text is None and not (c.error or "").startswith(NOT_SENT)
+        failures = sum(c is not None and c.text is None and not not_sent(c.error)
                        for c in state.completions)
         if judged:
             got = combine_outcomes(state.items, self.aspects, self.swap_combine)

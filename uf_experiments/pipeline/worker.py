@@ -26,7 +26,7 @@ from typing import Any
 
 from uf_experiments.config.schema import ModelConfig
 from uf_experiments.core.records import Completion, Request
-from uf_experiments.core.status import EXIT_BUDGET, EXIT_CONFIG, EXIT_ENDPOINT_DOWN, NOT_SENT
+from uf_experiments.core.status import EXIT_BUDGET, EXIT_CONFIG, EXIT_ENDPOINT_DOWN, NOT_SENT, not_sent
 from uf_experiments.engines.base import EngineDown
 from uf_experiments.engines.build import build_engine, engine_attr, is_api_engine, resolve_model_path
 from uf_experiments.engines.cache import engine_identity
@@ -148,7 +148,7 @@ class ModelWorker:
     def _settle(self, c: Completion, reserved: float) -> None:
         """Price, commit, count and deliver one answer (fresh, cached or not sent)."""
         cost = 0.0
-        if not c.cached and not (c.error and c.error.startswith(NOT_SENT)):
+        if not c.cached and not not_sent(c.error):
             cost = completion_usd(self.model, c)
             c = dataclasses.replace(c, cost_usd=cost)
             if self.cache is not None and c.text is not None:
