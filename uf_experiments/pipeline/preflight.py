@@ -28,6 +28,7 @@ import socket
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from uf_experiments.config.schema import ConfigError, RunConfig
@@ -101,19 +102,28 @@ def endpoints(cfg: RunConfig, env: Mapping[str, str] | None = None) -> list[Endp
     return list(found.values())
 
 
-def probe(base_url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> Probe:
-    """One ``GET {base_url}/models``, no retries."""
+def _ask(method: str, url: str, api_key: str | None, timeout_s: float, **kwargs: Any) -> Any:
+    """One HTTP request, no retries: the reply, or the :class:`Probe` that says why there is none usable (a
+    timeout, a connection failure, a refused key: HTTP 401/403)."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        reply = httpx.get(f"{base_url}/models", headers=headers, timeout=timeout_s, follow_redirects=True)
+        reply = httpx.request(method, url, headers=headers, timeout=timeout_s, follow_redirects=True, **kwargs)
     except httpx.TimeoutException:
         return Probe("timeout", f"no answer within {timeout_s:g} s")
     except (httpx.HTTPError, OSError, ValueError) as exc:  # connection errors; a malformed URL
         return _connect_failure(exc)
     if reply.status_code in (401, 403):
         return Probe("auth", f"HTTP {reply.status_code}")
+    return reply
+
+
+def probe(base_url: str, api_key: str | None, timeout_s: float = TIMEOUT_S) -> Probe:
+    """One ``GET {base_url}/models``, no retries."""
+    reply = _ask("GET", f"{base_url}/models", api_key, timeout_s)
+    if isinstance(reply, Probe):
+        return reply
     if reply.status_code >= 400:  # 404/405: no /models route; 429/5xx: up, and the SDK retries those
         if reply.status_code not in (404, 405):
             log.warning("%s/models answered HTTP %d; the endpoint is up, going on", base_url, reply.status_code)
@@ -130,19 +140,10 @@ def probe_model(base_url: str, api_key: str | None, model: str, timeout_s: float
     server answer a name its ``/models`` does not list? ``failure`` None: it answers (``detail``: the HTTP status
     when that was not a 200); ``"missing"``: HTTP 404, or an error that says the model does not exist / is not
     found (OpenAI's ``model_not_found``); the connection failures and 401/403 as in :func:`probe`."""
-    import httpx
-
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
-    try:
-        reply = httpx.post(f"{base_url}/chat/completions", json=body, headers=headers, timeout=timeout_s,
-                           follow_redirects=True)
-    except httpx.TimeoutException:
-        return Probe("timeout", f"no answer within {timeout_s:g} s")
-    except (httpx.HTTPError, OSError, ValueError) as exc:
-        return _connect_failure(exc)
-    if reply.status_code in (401, 403):
-        return Probe("auth", f"HTTP {reply.status_code}")
+    reply = _ask("POST", f"{base_url}/chat/completions", api_key, timeout_s, json=body)
+    if isinstance(reply, Probe):
+        return reply
     if reply.status_code == 404 or (reply.status_code >= 400 and _says_no_such_model(reply)):
         return Probe("missing", f"HTTP {reply.status_code}")
     return Probe(detail="" if reply.status_code == 200 else f"HTTP {reply.status_code}")

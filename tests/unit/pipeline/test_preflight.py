@@ -115,13 +115,15 @@ def test_a_server_that_lists_its_alias_and_answers_any_name(compose, api_key, ca
 def test_a_probe_whose_key_is_refused_says_so(compose, api_key, monkeypatch):
     import httpx
 
-    real_post = httpx.post
+    real_request = httpx.request
 
-    def post(url, **kwargs):  # the key is good for /models, refused for chat requests (a scoped key)
-        reply = real_post(url, **kwargs)
+    def request(method, url, **kwargs):  # the key is good for /models, refused for chat requests (a scoped key)
+        reply = real_request(method, url, **kwargs)
+        if method == "GET":
+            return reply
         return httpx.Response(403, json={"error": {"message": "forbidden"}}, request=reply.request)
 
-    monkeypatch.setattr(httpx, "post", post)
+    monkeypatch.setattr(httpx, "request", request)
     cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "judge=served", "judge.model.path=judge-x")
     with FakeJudge(models=["gen-a"]) as server:
         problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
