@@ -23,11 +23,13 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"core", "config"},
     "judge": {"core", "config"},
     "engines": {"core", "config", "tiny"},
+    "execution": {"core", "config", "engines"},
     "metrics": {"core", "config", "engines"},
     "outputs": {"core", "config", "metrics", "tracking"},
     "tracking": {"core", "config", "metrics"},
     "report": {"core", "config", "metrics", "outputs", "tracking"},
-    "pipeline": {"core", "config", "data", "generation", "judge", "engines", "metrics", "outputs", "tracking", "tiny"},
+    "pipeline": {"core", "config", "data", "generation", "judge", "engines", "execution", "metrics", "outputs",
+                 "tracking", "tiny"},
     "cli": {"core", "config", "pipeline", "report", "tracking", "metrics", "outputs"},
 }
 

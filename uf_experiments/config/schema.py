@@ -64,6 +64,11 @@ class LogLevel(Enum):
     debug = "debug"  # everything: our DEBUG lines, third parties as they log
 
 
+class ExecutionBackend(Enum):
+    local = "local"  # every engine in this process; vLLM models one after another on the device
+    ray = "ray"  # each vLLM model in Ray actors holding their own GPUs, side by side (uf_experiments/execution/)
+
+
 class TrackingBackend(Enum):
     wandb = "wandb"
     none = "none"
@@ -204,6 +209,16 @@ class CacheConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    backend: ExecutionBackend = ExecutionBackend.local  # execution=ray (conf/execution/)
+    address: str | None = None  # execution.address=auto | HOST:PORT joins a Ray cluster; null: start Ray for the run
+    num_gpus: float | None = None  # execution.num_gpus=4: GPUs a Ray the run starts may hand out (null: detect)
+    num_cpus: int | None = None  # execution.num_cpus=8: CPUs a Ray the run starts may hand out (null: detect)
+    max_restarts: int = 1  # execution.max_restarts=3: restarts of a dead actor (its batch reruns) before it is lost
+    node_ip_address: str | None = None  # the driver's address; null: 127.0.0.1 unless joining a non-loopback cluster
+
+
+@dataclass
 class PlanConfig:
     generation_output_tokens: int | None = None  # planning.generation_output_tokens=300 (null: sampling.max_new_tokens)
     judge_output_tokens: int | None = None  # planning.judge_output_tokens=400 (null: judge.max_new_tokens)
@@ -229,6 +244,7 @@ class RunConfig:
     binarize: BinarizeConfig = field(default_factory=BinarizeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     plan: bool = False  # plan=true: print requests, tokens and $ per stage and model; call no model
     planning: PlanConfig = field(default_factory=PlanConfig)
     budget_usd: float | None = None  # budget_usd=5: stop sending before the run could spend more

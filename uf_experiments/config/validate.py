@@ -83,6 +83,8 @@ def validate(cfg: DictConfig) -> None:
         problem = _engine_problem(model.engine)
         if problem:
             raise SetupError(f"{where} ({model.name}): {problem}")
+        _validate_placement(where, model.engine)
+    _validate_execution(cfg.execution)
     if cfg.output.push_to_hub:
         from huggingface_hub import get_token
 
@@ -138,6 +140,36 @@ def _validate_given_columns(cfg: DictConfig, source: str) -> None:
     if (listed or reference) and not responses:
         key = f"dataset.columns.{listed[0]}={columns[listed[0]]}" if listed else first_ref
         raise ConfigError(f"{key} goes with a list column of responses: add dataset.columns.responses=NAME")
+
+
+def _validate_placement(where: str, engine: Any) -> None:
+    """``engine.num_gpus`` and ``engine.replicas`` (execution=ray) are numbers Ray can place."""
+    gpus, replicas = engine.get("num_gpus"), engine.get("replicas")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0
+                             or (gpus > 1 and gpus != int(gpus))):
+        raise ConfigError(f"{where}.engine.num_gpus={gpus} must be a fraction of one GPU (0.15) or a whole number "
+                          f"of GPUs (2), e.g. {where}.engine.num_gpus=1")
+    if replicas is not None and (isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1):
+        raise ConfigError(f"{where}.engine.replicas={replicas} must be a whole number >= 1, e.g. "
+                          f"{where}.engine.replicas=2")
+
+
+def _validate_execution(execution: Any) -> None:
+    """The execution knobs (conf/execution/)."""
+    if enum_value(execution.backend) != "ray":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise SetupError('execution=ray needs Ray: pip install "uf-experiments[ray]" (or pip install "ray>=2.60"), '
+                         "or run with execution=local")
+    if execution.address and (execution.num_gpus is not None or execution.num_cpus is not None):
+        raise ConfigError(f"execution.address={execution.address} joins a running Ray cluster, whose nodes declare "
+                          "their own GPUs and CPUs: drop execution.num_gpus / execution.num_cpus (or the address)")
+    if execution.num_gpus is not None and execution.num_gpus < 0:
+        raise ConfigError(f"execution.num_gpus={execution.num_gpus} must be >= 0 (or null to detect the GPUs)")
+    if execution.max_restarts < 0:
+        raise ConfigError(f"execution.max_restarts={execution.max_restarts} must be >= 0 (e.g. 1)")
 
 
 def _engine_problem(engine: Any) -> str | None:

@@ -30,9 +30,15 @@ class EngineDown(RuntimeError):
     a run-level fault, not a per-request failure. Raised from ``complete`` after the engine has emitted what it
     could; the run stops sending to this engine, writes what it has and exits non-zero (resumable)."""
 
+    label = "endpoint down"  # how summary.json's ``stopped`` names the fault
+    exit_code = 3  # EXIT_ENDPOINT_DOWN (README, "Exit codes")
+
     def __init__(self, model: str, where: str, reason: str) -> None:
         super().__init__(f"{model} at {where}: {reason}")
         self.model, self.where, self.reason = model, where, reason
+
+    def stop_reason(self) -> str:
+        return f"{self.label}: {self}"
 
 
 class Engine(Protocol):

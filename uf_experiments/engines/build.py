@@ -18,6 +18,8 @@ from uf_experiments.config.resolve import canonical_target
 from uf_experiments.config.resolve import engine_class as target_class
 
 API, BATCH, DEVICE = "api", "batch", "device"
+# Engine config keys that say where a model runs (``execution=ray``), not how the engine is built: never passed to it.
+PLACEMENT_KEYS = ("num_gpus", "replicas")
 
 
 def engine_class(engine_cfg: Any) -> type:
@@ -76,7 +78,7 @@ def build_engine(model: Any, path: str | None = None) -> Any:
 
     for key, value in (model.env or {}).items():
         os.environ[key] = str(value)
-    engine = dict(_plain(model.engine))
+    engine = {k: v for k, v in dict(_plain(model.engine)).items() if k not in PLACEMENT_KEYS}
     engine["_target_"] = canonical_target(str(engine["_target_"]))
     return instantiate(engine, path=path or resolve_model_path(model), _convert_="all")
 

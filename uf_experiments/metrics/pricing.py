@@ -86,13 +86,14 @@ def count_prompt_tokens(model: Any, path: str, messages: Sequence[Message]) -> t
     return sum(len(m["content"]) for m in messages) // 4 + 4 * len(messages), False
 
 
-def completion_usd(model: Any, completion: Completion, batch_discount: float | None = None) -> float:
+def completion_usd(model: Any, completion: Completion, batch_discount: float | None = None, gpus: float = 1.0) -> float:
     """The attributed cost of one answered request: its tokens x the model's price (x ``price.batch_discount``
-    when it came through a batch API) plus its share of a self-hosted engine's time x ``gpu_hour_usd``."""
+    when it came through a batch API) plus its share of a self-hosted engine's time x ``gpu_hour_usd`` x the GPUs
+    the engine held (``execution=ray``: the replica's ``num_gpus``, a fraction charged its fraction)."""
     usd = api_usd(model.price, completion.usage)
     if completion.batch:
         usd *= batch_discount if batch_discount is not None else getattr(model.price, "batch_discount", 1.0)
-    return usd + completion.engine_s / 3600 * model.gpu_hour_usd
+    return usd + completion.engine_s / 3600 * model.gpu_hour_usd * gpus
 
 
 def max_request_usd(model: Any, path: str, messages: Sequence[Message], max_tokens: int) -> float:

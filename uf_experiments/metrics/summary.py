@@ -161,6 +161,8 @@ class RunSummary:
     wall_time_s: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     merged_from: list[str] | None = None
+    # execution=ray: model -> its replicas ({node, gpus, num_gpus, busy: [[start_s, end_s], ...], ...}); else absent
+    placement: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version, "experiment": self.experiment, "stopped": self.stopped,
@@ -169,6 +171,8 @@ class RunSummary:
             out["merged_from"] = self.merged_from
         out.update(counts=self.counts, generation=self.generation, judge=self.judge, cost_usd=self.cost_usd,
                    wall_time_s=self.wall_time_s, metrics=self.metrics)
+        if self.placement is not None:
+            out["placement"] = self.placement
         return out
 
     @classmethod

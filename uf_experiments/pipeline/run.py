@@ -15,6 +15,7 @@ from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, t
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
 from uf_experiments.engines.cache import RequestCache
+from uf_experiments.execution import start_execution
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.pilot import run_pilot
 from uf_experiments.pipeline.plan import plan_run
@@ -68,16 +69,23 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     check_endpoints(config)  # every API endpoint answers (one probe each) before anything is spent
     log.info("%d prompts (%d rows read, %d empty and %d duplicate skipped)", len(loaded.prompts), loaded.rows,
              loaded.skipped_empty, loaded.skipped_duplicate)
-    cache = open_cache(config)
+    # Ray started or joined (execution=ray), every vLLM model checked to fit on a node, before anything is spent
+    execution = start_execution(config, time.time() - (time.perf_counter() - t0))
+    try:
+        cache = open_cache(config)
+    except BaseException:
+        execution.close()
+        raise
     tracker = start_tracker(cfg.tracking, run_dir, card_config, group, name)
     exit_code = 1
     try:
-        summary = Run.start(config, run_dir, cache, tracker, card_config, loaded, t0, load_s).execute()
+        summary = Run.start(config, run_dir, cache, tracker, card_config, loaded, t0, load_s, execution).execute()
         exit_code = summary["exit_code"]
         return summary
     finally:
         if cache is not None:
             cache.close()
+        execution.close()
         tracker.finish(exit_code)
 
 

@@ -18,6 +18,7 @@ from uf_experiments.core.records import Prompt, Request
 from uf_experiments.core.status import EXIT_SIGINT, EXIT_SIGTERM, StopState
 from uf_experiments.data.prompts import LoadReport
 from uf_experiments.engines.cache import RequestCache
+from uf_experiments.execution import Execution, LocalExecution
 from uf_experiments.generation.requests import generation_requests
 from uf_experiments.judge.judging import item_count
 from uf_experiments.metrics.agreement import reference_field
@@ -68,15 +69,17 @@ class Run:
 
     @classmethod
     def start(cls, config: RunConfig, run_dir: Path, cache: RequestCache | None, tracker: Any,
-              card_config: dict[str, Any], loaded: LoadReport, t0: float, load_s: float) -> Run:
-        """A run of ``loaded.prompts``: its requests, its context (stop state, meter, progress display)."""
+              card_config: dict[str, Any], loaded: LoadReport, t0: float, load_s: float,
+              execution: Execution | None = None) -> Run:
+        """A run of ``loaded.prompts``: its requests, its context (stop state, meter, progress display, where its
+        engines run: ``execution``, in this process by default)."""
         requests = generation_requests(config, loaded.prompts)
         meter = Meter(config.budget_usd)
         per_prompt = sum(len(reqs) for reqs in requests)
         progress = Progress({"generation": per_prompt, "judge": judge_items(config, loaded.prompts, requests)}, meter,
                             interval_s=config.progress_interval_s)
         ctx = RunContext(config, run_dir, cache, tracker, card_config, StopState(grace_s=config.stop_grace_s), meter,
-                         progress)
+                         progress, execution=execution or LocalExecution())
         return cls(ctx, loaded, requests, t0, load_s)
 
     # ------------------------------------------------------------------ the stream

@@ -117,5 +117,5 @@ class RunTally:
             counts=counts, generation=generation, judge=judging, cost_usd=costs,
             wall_time_s={"load": round(timing.load_s, 3), "stream": round(timing.stream_s, 3),
                          "write": round(timing.write_s, 3), "total": round(time.perf_counter() - timing.t0, 3)},
-            metrics=metrics,
+            metrics=metrics, placement=ctx.execution.placement(),
         ).to_dict()

@@ -26,9 +26,9 @@ from typing import Any
 
 from uf_experiments.config.schema import ModelConfig
 from uf_experiments.core.records import Completion, Request
-from uf_experiments.core.status import EXIT_BUDGET, EXIT_CONFIG, EXIT_ENDPOINT_DOWN, NOT_SENT, not_sent
+from uf_experiments.core.status import EXIT_BUDGET, EXIT_CONFIG, NOT_SENT, not_sent
 from uf_experiments.engines.base import EngineDown
-from uf_experiments.engines.build import build_engine, engine_attr, is_api_engine, resolve_model_path
+from uf_experiments.engines.build import is_api_engine, resolve_model_path
 from uf_experiments.engines.cache import engine_identity
 from uf_experiments.metrics.pricing import completion_usd
 from uf_experiments.metrics.summary import StageStats
@@ -74,6 +74,8 @@ class ModelWorker:
         self.path = resolve_model_path(model)
         self.identity = model_identity(model, self.path)
         self.is_api = is_api_engine(model.engine)
+        self.execution = ctx.execution  # where the engine runs: in this process, or in Ray actors
+        self.gpus = self.execution.gpus(model)  # GPUs one copy of the engine holds (GPU time is charged x this)
         self.inbox: deque[Request] = deque()
         self.unlooked: deque[Request] = deque()  # submitted, not yet looked up in the cache
         self.waiting: dict[str, Request] = {}  # claimed by another live job: read from the cache when answered
@@ -149,7 +151,7 @@ class ModelWorker:
         """Price, commit, count and deliver one answer (fresh, cached or not sent)."""
         cost = 0.0
         if not c.cached and not not_sent(c.error):
-            cost = completion_usd(self.model, c)
+            cost = completion_usd(self.model, c, gpus=self.gpus)
             c = dataclasses.replace(c, cost_usd=cost)
             if self.cache is not None and c.text is not None:
                 self.cache.put(self.identity, c)
@@ -242,22 +244,22 @@ class ModelWorker:
         if self.meter.budget is not None and not self.is_api and self.meter.exhausted():
             self.stop.stop(budget_reason(self.meter, self.name), EXIT_BUDGET)
             return False
-        cls_exclusive = engine_attr(self.model.engine, "exclusive_device", False)
-        if cls_exclusive and not self.holds_slot:
+        if self.execution.exclusive(self.model) and not self.holds_slot:
             await self.slot.acquire()
             self.holds_slot = True
             if self.stop.stopped:
                 return False
         t0 = time.perf_counter()
         try:
-            self.engine = await asyncio.to_thread(build_engine, self.model, self.path)
+            self.engine = await asyncio.to_thread(self.execution.build, self.model, self.path)
         except Exception:
             if self.holds_slot:
                 self.slot.release()
                 self.holds_slot = False
             raise
         self._loaded_at = t0
-        log.info("%s: loaded in %.1f s", self.name, time.perf_counter() - t0)
+        if not getattr(self.engine, "lazy_load", False):  # Ray actors load on their first batch and say so
+            log.info("%s: loaded in %.1f s", self.name, time.perf_counter() - t0)
         return True
 
     async def _call(self, batch: list[Request], reserved: list[float]) -> None:
@@ -272,8 +274,8 @@ class ModelWorker:
 
         try:
             await self.engine.complete(batch, emit)
-        except EngineDown as exc:
-            self.stop.stop(f"endpoint down: {exc}", EXIT_ENDPOINT_DOWN)
+        except EngineDown as exc:  # an endpoint down; under Ray, a model whose replicas are all lost
+            self.stop.stop(exc.stop_reason(), exc.exit_code)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken engine call fails its own requests, not the run
