@@ -3,13 +3,13 @@
 #   scripts/setup_env.sh [VENV_DIR]          env: PYTHON, TORCH_INDEX_URL, EXTRAS
 # 1. torch==2.13.0 (CPU build) first, from TORCH_INDEX_URL when that index answers (PyTorch's own CPU wheel
 #    index by default; on machines without it, pip's configured indexes/wheels are used instead).
-# 2. the package with the `cpu` and `dev` extras, under a constraint so nothing replaces that torch.
+# 2. the package with the `cpu`, `dev` and `ray` extras, under a constraint so nothing replaces that torch.
 # 3. remove torchvision/torchaudio/torchcodec: their PyPI builds need CUDA and break `import transformers`.
 set -euo pipefail
 VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_INDEX_URL=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
-EXTRAS=${EXTRAS:-cpu,dev}
+EXTRAS=${EXTRAS:-cpu,dev,ray}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"

@@ -12,6 +12,7 @@ seam of ``engines/base.py``), backed by ``engine.replicas`` Ray actors, each hol
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from collections.abc import Sequence
@@ -122,8 +123,8 @@ class ReplicaSet:
             if first or info.get("restarted"):
                 log.info("%s: replica %d on node %s, GPUs %s (pid %s%s)", self.name, replica.index, info["node"],
                          info["gpus"], info["pid"], ", restarted" if info.get("restarted") else "")
-            for c in completions:
-                emit(c)
+            for request, c in zip(share, completions, strict=True):  # the driver's own Request objects, in order
+                emit(dataclasses.replace(c, request=request))
             return
 
     def close(self) -> None:
