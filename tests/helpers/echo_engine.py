@@ -21,7 +21,9 @@ class EchoEngine:
     concurrency = 1
     linger_s = 0.0
 
-    def __init__(self, path: str, delay_s: float = 0.0, chunk_size: int = 64) -> None:
+    def __init__(self, path: str, delay_s: float = 0.0, chunk_size: int = 64, **ignored: object) -> None:
+        """``ignored``: a vLLM model config's other kwargs (llm_kwargs, ...), so a command line can swap this
+        engine in for a tiny model's (``pool.models.tiny_a.engine._target_=tests.helpers.echo_engine.EchoEngine``)."""
         self.path, self.delay_s, self.max_batch = path, delay_s, chunk_size
 
     def complete_sync(self, requests: Sequence[Request]) -> list[Completion]:

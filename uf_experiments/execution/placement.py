@@ -23,6 +23,7 @@ class ReplicaRecord:
     num_gpus: float
     node: str | None = None
     gpus: list[Any] = field(default_factory=list)
+    cuda_visible_devices: str | None = None  # what the actor's process saw (Ray sets it from ``gpus``)
     busy: list[list[float]] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)  # each process (incarnation) of the actor that answered a batch
     restarted: bool = False  # Ray restarted the actor (it died: OOM, preemption, kill -9) and it ran again
@@ -30,13 +31,15 @@ class ReplicaRecord:
 
     def ran(self, info: dict[str, Any], start: float, end: float, t0: float) -> None:
         self.node, self.gpus = info["node"], list(info["gpus"])
+        self.cuda_visible_devices = info.get("cuda_visible_devices")
         self.restarted = self.restarted or bool(info.get("restarted"))
         if info["pid"] not in self.pids:
             self.pids.append(info["pid"])
         self.busy.append([round(start - t0, 3), round(end - t0, 3)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "gpus": self.gpus, "num_gpus": self.num_gpus, "busy": self.busy,
+        return {"node": self.node, "gpus": self.gpus, "num_gpus": self.num_gpus,
+                "cuda_visible_devices": self.cuda_visible_devices, "busy": self.busy,
                 "pids": self.pids, "restarted": self.restarted, "lost": self.lost}
 
 

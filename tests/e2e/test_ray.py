@@ -1,0 +1,123 @@
+"""execution=ray end to end on one machine: a Ray the run starts on 127.0.0.1 with 4 declared GPUs, a pool of three
+tiny vLLM-CPU models (tiny_b on 2 GPUs, tiny_c on half of one) and a tiny vLLM judge, each in its own actor; one
+actor is killed with ``kill -9`` mid-batch. The same command on execution=local is the reference."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.ray]
+REPO = Path(__file__).resolve().parents[2]
+ARGS = ["experiment=demo", "pool=tiny", "judge=tiny", "pool.size=3", "sampling.n=2", "dataset.limit=4", "seed=7",
+        "tracking=none"]
+RAY = ["execution=ray", "execution.num_gpus=4", "pool.models.tiny_b.engine.num_gpus=2",
+       "pool.models.tiny_c.engine.num_gpus=0.5"]
+POOL = ("tiny_a", "tiny_b", "tiny_c")
+BATCH_TITLE = "ray::ModelReplica.run_batch"  # the process title of an actor running a batch
+
+
+def cli(args: list[str], run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.Popen([sys.executable, "-m", "uf_experiments", *args, f"hydra.run.dir={run_dir}",
+                             f"cache.path={run_dir}.sqlite"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def batch_pids() -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [int(line.split(None, 1)[0]) for line in out.splitlines() if BATCH_TITLE in line]
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("ray") / "local"
+    proc = cli(ARGS, run_dir)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def ray_run(tmp_path_factory) -> tuple[Path, int]:
+    """The run on Ray; the first actor seen running a batch (loading its model, then generating) is killed."""
+    run_dir = tmp_path_factory.mktemp("ray") / "ray"
+    proc = cli([*ARGS, *RAY], run_dir)
+    killed = None
+    while proc.poll() is None and killed is None:
+        pids = batch_pids()
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-3000:]
+    assert killed is not None, "no actor was ever seen running a batch"
+    return run_dir, killed
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_each_actor_held_its_own_gpus_and_models_ran_side_by_side(ray_run):
+    run_dir, _ = ray_run
+    placement = summary(run_dir)["placement"]
+    assert sorted(placement) == sorted([*POOL, "tiny_judge"])
+    assert all(len(replicas) == 1 for replicas in placement.values())  # engine.replicas defaults to 1
+    pool = {m: placement[m][0] for m in POOL}
+    assert [pool[m]["num_gpus"] for m in POOL] == [1.0, 2.0, 0.5]
+    assert [len(pool[m]["gpus"]) for m in POOL] == [1, 2, 1]  # tiny_b saw two ids, the half GPU one
+    seen = [(r["node"], d) for r in pool.values() for d in r["cuda_visible_devices"].split(",")]
+    assert len(seen) == 4 and len(set(seen)) == 4  # the pool's actors (alive together) saw disjoint devices
+    assert all(r["cuda_visible_devices"] == ",".join(map(str, r["gpus"])) for r in pool.values())
+    overlaps = [(a, b) for a, b in itertools.combinations(POOL, 2)
+                if any(s1 < e2 and s2 < e1 for s1, e1 in pool[a]["busy"] for s2, e2 in pool[b]["busy"])]
+    assert overlaps, {m: pool[m]["busy"] for m in POOL}  # at least two models were busy at the same time
+
+
+def test_gpu_time_is_charged_per_gpu_a_replica_held(ray_run):
+    run_dir, _ = ray_run
+    s = summary(run_dir)
+    for name, gpus in zip(POOL, (1.0, 2.0, 0.5), strict=True):
+        m = s["generation"]["by_model"][name]
+        assert m["engine_s"] > 0
+        assert m["cost_usd"] == pytest.approx(m["engine_s"] / 3600 * 0.05 * gpus, abs=2e-6)
+
+
+def test_a_killed_actor_restarts_and_nothing_is_lost_or_counted_twice(ray_run):
+    run_dir, killed = ray_run
+    s = summary(run_dir)
+    assert s["stopped"] is None and s["exit_code"] == 0
+    restarted = [m for m, replicas in s["placement"].items() for r in replicas if r["restarted"]]
+    assert len(restarted) == 1, s["placement"]  # the killed actor came back (Ray's max_restarts) and ran again
+    assert all(killed not in r["pids"] for replicas in s["placement"].values() for r in replicas)
+    assert s["counts"]["rated_rows"] == 4 and s["counts"]["completions"] == 8
+    gen = s["generation"]
+    assert gen["requests"] == gen["engine_calls"] == 8 and gen["failures"] == 0  # the re-run batch counted once
+    with sqlite3.connect(f"{run_dir}.sqlite") as db:
+        rows = db.execute("SELECT model, COUNT(*) FROM completions GROUP BY model").fetchall()
+    per_model = dict(rows)
+    assert sum(per_model[m] for m in POOL) == 8  # every generation request in the cache once
+    assert per_model["tiny_judge"] == s["judge"]["engine_calls"]
+
+
+def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_run):
+    run_dir, _ = ray_run
+    local, ray = (pq.read_table(d / "rated.parquet").to_pylist() for d in (local_run, run_dir))
+    assert len(local) == len(ray) == 4
+    for a, b in zip(local, ray, strict=True):
+        assert (a["prompt_id"], a["generation_models"], a["generations"]) == (
+            b["prompt_id"], b["generation_models"], b["generations"])
+        assert a["ratings"] == b["ratings"] and a["judge_order"] == b["judge_order"]
+    assert "placement" not in summary(local_run)  # execution=local: summary.json as before
