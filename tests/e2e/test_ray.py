@@ -27,16 +27,41 @@ POOL = ("tiny_a", "tiny_b", "tiny_c")
 BATCH_TITLE = "ray::ModelReplica.run_batch"  # the process title of an actor running a batch
 
 
-def cli(args: list[str], run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "offline"}
+def cli(args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "uf_experiments", *args, f"hydra.run.dir={run_dir}",
                              f"cache.path={run_dir}.sqlite"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
-def batch_pids() -> list[int]:
+def batch_pids(token: str) -> list[int]:
+    """Actors running a batch that belong to this test: their environment carries ``UF_RAY_TEST=token`` (Ray's
+    workers inherit it from the raylet, which inherits it from whoever started Ray), so another test's actors on
+    this machine are never touched."""
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [int(line.split(None, 1)[0]) for line in out.splitlines() if BATCH_TITLE in line]
+    pids = [int(line.split(None, 1)[0]) for line in out.splitlines() if BATCH_TITLE in line]
+    mine = []
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"UF_RAY_TEST={token}".encode() in environ:
+            mine.append(pid)
+    return mine
+
+
+def run_and_kill(proc: subprocess.Popen, token: str) -> tuple[str, int | None]:
+    """Wait for ``proc``; ``kill -9`` the first of its actors seen running a batch. (output, the pid killed)."""
+    killed = None
+    while proc.poll() is None and killed is None:
+        pids = batch_pids(token)
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    out, _ = proc.communicate(timeout=900)
+    return out, killed
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +77,9 @@ def local_run(tmp_path_factory) -> Path:
 def ray_run(tmp_path_factory) -> tuple[Path, int]:
     """The run on Ray; the first actor seen running a batch (loading its model, then generating) is killed."""
     run_dir = tmp_path_factory.mktemp("ray") / "ray"
-    proc = cli([*ARGS, *RAY], run_dir)
-    killed = None
-    while proc.poll() is None and killed is None:
-        pids = batch_pids()
-        if pids:
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.2)
-    out, _ = proc.communicate(timeout=900)
+    token = f"ray-run-{os.getpid()}"
+    proc = cli([*ARGS, *RAY], run_dir, env={"UF_RAY_TEST": token})
+    out, killed = run_and_kill(proc, token)
     assert proc.returncode == 0, out[-3000:]
     assert killed is not None, "no actor was ever seen running a batch"
     return run_dir, killed
