@@ -30,8 +30,8 @@ def cluster():
 
     saved = dict(os.environ)
     # the nodes' workers (the actors) inherit this environment: our marker, and the repo for tests.helpers
-    os.environ.update(UF_RAY_TEST=TOKEN, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), saved.get("PYTHONPATH"))
-                                                                     if p))
+    path = os.pathsep.join(p for p in (str(REPO), saved.get("PYTHONPATH")) if p)
+    os.environ.update(UF_RAY_TEST=TOKEN, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONPATH=path)
     node = {"num_cpus": 1, "num_gpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
     c = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     c.add_node(**node)

@@ -55,6 +55,9 @@ class RayExecution:
     def start(cls, config: RunConfig, t0_wall: float) -> RayExecution:
         """Start Ray for the run (``execution.address=null``) or join the cluster at ``execution.address``, then
         check that every vLLM model fits on some node (Ray would wait forever for GPUs no node has)."""
+        # Before Ray is imported: a loopback address stays loopback (else Ray swaps 127.0.0.1 for this machine's
+        # interface address, where a cluster on 127.0.0.1 does not answer).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = import_ray()
         execution = config.execution
         kwargs: dict[str, Any] = {"include_dashboard": False,
@@ -65,7 +68,6 @@ class RayExecution:
             kwargs.update(address="local", num_gpus=execution.num_gpus, num_cpus=execution.num_cpus)
         else:
             kwargs["address"] = execution.address
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
