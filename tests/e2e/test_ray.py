@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -34,34 +35,45 @@ def cli(args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> su
                             stderr=subprocess.STDOUT, text=True)
 
 
+def ours(pid: int, token: str) -> bool:
+    """A process of this test: its environment carries ``UF_RAY_TEST=token`` (Ray's raylet, GCS and workers inherit
+    it from whoever started Ray), so another test's Ray on this machine is never touched."""
+    try:
+        return f"UF_RAY_TEST={token}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def batch_pids(token: str) -> list[int]:
-    """Actors running a batch that belong to this test: their environment carries ``UF_RAY_TEST=token`` (Ray's
-    workers inherit it from the raylet, which inherits it from whoever started Ray), so another test's actors on
-    this machine are never touched."""
+    """This test's actors running a batch."""
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    pids = [int(line.split(None, 1)[0]) for line in out.splitlines() if BATCH_TITLE in line]
-    mine = []
-    for pid in pids:
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"UF_RAY_TEST={token}".encode() in environ:
-            mine.append(pid)
-    return mine
+    return [pid for line in out.splitlines() if BATCH_TITLE in line and ours(pid := int(line.split(None, 1)[0]), token)]
 
 
-def run_and_kill(proc: subprocess.Popen, token: str) -> tuple[str, int | None]:
-    """Wait for ``proc``; ``kill -9`` the first of its actors seen running a batch. (output, the pid killed)."""
-    killed = None
+def listening(token: str) -> set[str]:
+    """The addresses this test's Ray processes listen on (TCP)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    found = set()
+    for line in out.splitlines():
+        pids = [int(p) for p in re.findall(r"pid=(\d+)", line)]
+        if any(ours(p, token) for p in pids):
+            found.add(line.split()[3].rsplit(":", 1)[0])
+    return found
+
+
+def run_and_kill(proc: subprocess.Popen, token: str) -> tuple[str, int | None, set[str]]:
+    """Wait for ``proc``; ``kill -9`` the first of its actors seen running a batch. (output, the pid killed, the
+    addresses its Ray listened on just before)."""
+    killed, bound = None, set()
     while proc.poll() is None and killed is None:
         pids = batch_pids(token)
         if pids:
+            bound = listening(token)
             killed = pids[0]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.2)
     out, _ = proc.communicate(timeout=900)
-    return out, killed
+    return out, killed, bound
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +86,15 @@ def local_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ray_run(tmp_path_factory) -> tuple[Path, int]:
+def ray_run(tmp_path_factory) -> tuple[Path, int, set[str]]:
     """The run on Ray; the first actor seen running a batch (loading its model, then generating) is killed."""
     run_dir = tmp_path_factory.mktemp("ray") / "ray"
     token = f"ray-run-{os.getpid()}"
     proc = cli([*ARGS, *RAY], run_dir, env={"UF_RAY_TEST": token})
-    out, killed = run_and_kill(proc, token)
+    out, killed, bound = run_and_kill(proc, token)
     assert proc.returncode == 0, out[-3000:]
     assert killed is not None, "no actor was ever seen running a batch"
-    return run_dir, killed
+    return run_dir, killed, bound
 
 
 def summary(run_dir: Path) -> dict:
@@ -90,7 +102,7 @@ def summary(run_dir: Path) -> dict:
 
 
 def test_each_actor_held_its_own_gpus_and_models_ran_side_by_side(ray_run):
-    run_dir, _ = ray_run
+    run_dir, _, _ = ray_run
     placement = summary(run_dir)["placement"]
     assert sorted(placement) == sorted([*POOL, "tiny_judge"])
     assert all(len(replicas) == 1 for replicas in placement.values())  # engine.replicas defaults to 1
@@ -106,7 +118,7 @@ def test_each_actor_held_its_own_gpus_and_models_ran_side_by_side(ray_run):
 
 
 def test_gpu_time_is_charged_per_gpu_a_replica_held(ray_run):
-    run_dir, _ = ray_run
+    run_dir, _, _ = ray_run
     s = summary(run_dir)
     for name, gpus in zip(POOL, (1.0, 2.0, 0.5), strict=True):
         m = s["generation"]["by_model"][name]
@@ -115,7 +127,7 @@ def test_gpu_time_is_charged_per_gpu_a_replica_held(ray_run):
 
 
 def test_a_killed_actor_restarts_and_nothing_is_lost_or_counted_twice(ray_run):
-    run_dir, killed = ray_run
+    run_dir, killed, _ = ray_run
     s = summary(run_dir)
     assert s["stopped"] is None and s["exit_code"] == 0
     restarted = [m for m, replicas in s["placement"].items() for r in replicas if r["restarted"]]
@@ -132,7 +144,7 @@ def test_a_killed_actor_restarts_and_nothing_is_lost_or_counted_twice(ray_run):
 
 
 def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_run):
-    run_dir, _ = ray_run
+    run_dir, _, _ = ray_run
     local, ray = (pq.read_table(d / "rated.parquet").to_pylist() for d in (local_run, run_dir))
     assert len(local) == len(ray) == 4
     for a, b in zip(local, ray, strict=True):
@@ -140,3 +152,8 @@ def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_r
             b["prompt_id"], b["generation_models"], b["generations"])
         assert a["ratings"] == b["ratings"] and a["judge_order"] == b["judge_order"]
     assert "placement" not in summary(local_run)  # execution=local: summary.json as before
+
+
+def test_the_ray_a_run_starts_listens_on_loopback_only(ray_run):
+    _, _, bound = ray_run
+    assert bound and bound <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, bound  # raylet, GCS, agents: nothing outside

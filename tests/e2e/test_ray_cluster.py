@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -75,7 +74,7 @@ def test_no_replica_left_stops_with_exit_3_and_the_same_command_resumes(cluster,
             "execution.max_restarts=0", "pool.models.tiny_a.engine._target_=tests.helpers.echo_engine.EchoEngine",
             "+pool.models.tiny_a.engine.delay_s=3"]
     proc = cli(args, tmp_path / "run", env=judge)
-    out, killed = run_and_kill(proc, TOKEN)
+    out, killed, _ = run_and_kill(proc, TOKEN)
     assert killed is not None
     assert proc.returncode == 3, out[-3000:]
     s = summary(tmp_path / "run")
@@ -92,10 +91,3 @@ def test_no_replica_left_stops_with_exit_3_and_the_same_command_resumes(cluster,
     assert s["stopped"] is None and s["counts"]["rated_rows"] == 4
     rows = pq.read_table(tmp_path / "again" / "rated.parquet").to_pylist()
     assert [len(r["generations"]) for r in rows] == [1, 1, 1, 1]
-
-
-def test_ray_stays_on_loopback(cluster):
-    """Every socket the cluster's processes listen on is bound to 127.0.0.1."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    ray_lines = [line for line in out.splitlines() if any(k in line for k in ("raylet", "gcs_server", "ray::"))]
-    assert ray_lines and all("127.0.0.1:" in line.split()[3] for line in ray_lines), ray_lines
