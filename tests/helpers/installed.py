@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Top-level names left out of the venv: what only the vLLM extras bring (an API-only install has none of them),
-# and this repo's own (editable) install.
-HEAVY = ("torch", "torchgen", "functorch", "transformers", "tokenizers", "vllm", "triton")
+# Top-level names left out of the venv: what only the vLLM and Ray extras bring (an API-only install has none of
+# them), and this repo's own (editable) install.
+HEAVY = ("torch", "torchgen", "functorch", "transformers", "tokenizers", "vllm", "triton", "ray")
 LEFT_OUT = (*HEAVY, "uf_experiments", "__editable__")
 TOP_LEVEL_IGNORE = shutil.ignore_patterns(".git", ".venv*", "outputs", "build", "dist", "wandb")  # the clone's own
 ANYWHERE_IGNORE = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")

@@ -75,6 +75,16 @@ def test_the_documented_overrides_compose(compose):
     assert typed(compose([])).execution.backend.value == "local"  # the default
 
 
+def test_ray_is_imported_only_for_execution_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys; import uf_experiments.pipeline.run, uf_experiments.execution; "
+            "from uf_experiments.execution import LocalExecution, start_execution; print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 # ---------------------------------------------------------------------------------------------------------- real Ray
 
 @pytest.fixture(scope="module")
