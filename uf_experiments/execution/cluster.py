@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from uf_experiments.config.schema import ConfigError, RunConfig, enum_value
@@ -29,6 +30,19 @@ def num_gpus(engine_cfg: Any) -> float:
 
 def replicas(engine_cfg: Any) -> int:
     return int(engine_cfg.get("replicas") or 1)
+
+
+def _probe(address: str) -> None:
+    """A ``HOST:PORT`` address answers on TCP (else Ray would retry for minutes): ConfigError naming the fix."""
+    if address == "auto" or ":" not in address or address.startswith(("ray://", "http")):
+        return
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"execution.address={address}: no Ray cluster answers there ({exc}); start one with "
+                          "`ray start --head` and pass its GCS address, execution.address=auto on its head node, "
+                          "or drop execution.address to start Ray for the run") from exc
 
 
 def _node_ip(config: RunConfig) -> str | None:
@@ -67,6 +81,7 @@ class RayExecution:
             # "local": a new Ray for this run, never a stale one named by /tmp/ray/ray_current_cluster
             kwargs.update(address="local", num_gpus=execution.num_gpus, num_cpus=execution.num_cpus)
         else:
+            _probe(execution.address)
             kwargs["address"] = execution.address
         try:
             ray.init(**kwargs)

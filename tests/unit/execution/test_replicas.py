@@ -75,6 +75,18 @@ def test_the_documented_overrides_compose(compose):
     assert typed(compose([])).execution.backend.value == "local"  # the default
 
 
+def test_an_address_where_no_cluster_answers_is_refused_at_once(compose):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = compose(["execution=ray", f"execution.address=127.0.0.1:{port}", "pool=tiny", "judge=tiny"])
+    validate(resolve(cfg))
+    with pytest.raises(ConfigError, match=rf"execution\.address=127\.0\.0\.1:{port}: no Ray cluster answers there"):
+        RayExecution.start(typed(cfg), time.time())
+
+
 def test_ray_is_imported_only_for_execution_ray():
     import subprocess
     import sys
