@@ -91,14 +91,20 @@ class ReplicaSet:
         live = [r for r in self.replicas if r.alive]
         live.sort(key=lambda r: r.in_flight)
         shares = split(requests, len(live))
-        await asyncio.gather(*(self._run(share, replica, emit)
-                               for share, replica in zip(shares, live, strict=False)))
+        # every share settles before a fault is raised, so what the other replicas answered is emitted (and kept)
+        results = await asyncio.gather(*(self._run(share, replica, emit)
+                                         for share, replica in zip(shares, live, strict=False)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _run(self, share: list[Request], replica: Replica, emit: Emit) -> None:
         from ray.exceptions import RayActorError
 
         while True:
-            replica.in_flight += 1
+            current = replica
+            current.in_flight += 1
             try:
                 completions, start, end, info = await replica.actor.run_batch.remote(share)
             except ReplicaLoadError as exc:
@@ -117,10 +123,10 @@ class ReplicaSet:
                             reason, len(share), replica.index)
                 continue
             finally:
-                replica.in_flight -= 1
-            first = not replica.record.busy
+                current.in_flight -= 1
+            new_process = info["pid"] not in replica.record.pids
             replica.record.ran(info, start, end, self.t0)
-            if first or info.get("restarted"):
+            if new_process:
                 log.info("%s: replica %d on node %s, GPUs %s (pid %s%s)", self.name, replica.index, info["node"],
                          info["gpus"], info["pid"], ", restarted" if info.get("restarted") else "")
             for request, c in zip(share, completions, strict=True):  # the driver's own Request objects, in order
