@@ -103,7 +103,8 @@ def test_execution_ray_without_ray_fails_before_anything_starts(installed, tmp_p
     """The installed venv has no Ray (nor vLLM): the plan and --help above ran without it; asking for it says which
     install fixes it."""
     proc = subprocess.run([installed.cli, "execution=ray", "pool=served", "pool.models=[gen-a,gen-b]",
-                           "judge=served", "judge.model.path=judge-x"], cwd=tmp_path, env=installed.env(),
+                           "judge=served", "judge.model.path=judge-x"], cwd=tmp_path,
+                          env=installed.env(OPENAI_API_KEY="sk-test", OPENAI_BASE_URL="http://127.0.0.1:9/v1"),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
