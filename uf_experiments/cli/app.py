@@ -12,6 +12,7 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from uf_experiments.cli.once import plain_overrides, run_once
 from uf_experiments.config import ConfigError, register_configs
 from uf_experiments.core.status import EXIT_CONFIG, EXIT_OK, EXIT_SIGINT, INTERRUPTED
 
@@ -315,15 +316,21 @@ def main() -> None:
     if print_version(sys.argv[1:]):
         return
     ensure_plugins_importable()
-    problem = precheck(sys.argv[1:])
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
+    argv = sys.argv[1:]
     try:
-        _app()
+        problem = None
+        if plain_overrides(argv):  # a single run: composed once, checked, run (cli/once.py)
+            problem = run_once(argv, _app.__wrapped__, CONF_DIR, "config", one_line)
+        if problem is None:  # anything else: checked, then Hydra's own path
+            problem = precheck(argv)
+            if not problem:
+                _app()
     except KeyboardInterrupt:  # before the run's own handler was in place (loading, building models)
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_SIGINT)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     if SWEEP_EXIT["code"]:
         sys.exit(SWEEP_EXIT["code"])
 
