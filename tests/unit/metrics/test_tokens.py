@@ -39,7 +39,8 @@ def test_a_template_in_tokenizer_config_and_its_special_tokens(tiny_dir, tmp_pat
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template, "eos_token": "<|im_end|>"}))
     from tokenizers import Tokenizer
 
-    want = len(Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode("hi<|im_end|>", add_special_tokens=False).ids)
+    tok = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    want = len(tok.encode("hi<|im_end|>", add_special_tokens=False).ids)
     assert light_counter(tmp_path)([{"role": "user", "content": "hi"}]) == want
 
 
