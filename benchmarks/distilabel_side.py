@@ -12,9 +12,15 @@ judge in the paper's text format. Both tools talk to the same local OpenAI-compa
   ``--batch-sizes`` value (its ``input_batch_size``); its best (lowest median) is the baseline.
 
 The figure is the wall time of the whole command (interpreter start-up included, for both tools); the server's
-span and average requests in flight are shown too. Target: distilabel's best / ours >= 3.
+span and average requests in flight are shown too. Target (``--target``): distilabel's best / ours >= 4 (issue
+18; issue 9's was 3).
 
-    python -m benchmarks.distilabel_side --ref bac9a1c
+(b2) is the same with ``--prompts 1000 --latency-sigma 1.0`` (heavy-tailed latency: lognormal around the 200 ms
+median, seeded per request) at equal concurrency (``--max-in-flight 50 --batch-sizes 50``), target 6:
+
+    python -m benchmarks.distilabel_side --ref ba06c00 --batch-sizes 50                               # (b)
+    python -m benchmarks.distilabel_side --ref ba06c00 --prompts 1000 --latency-sigma 1.0 \
+        --max-in-flight 50 --batch-sizes 50 --target 6                                                # (b2)
 """
 
 from __future__ import annotations
@@ -110,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="side by side with distilabel 1.5.3 (issue 9, benchmark b)")
     add_tree_args(ap)
     ap.add_argument("--distilabel-venv", type=Path, default=DEFAULT_VENV)
-    ap.add_argument("--batch-sizes", default="50", help="distilabel input_batch_size values to try (comma-separated)")
+    ap.add_argument("--batch-sizes", default="10,50,100", help="distilabel input_batch_size values to try")
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--latency-ms", type=float, default=200)
     ap.add_argument("--max-in-flight", type=int, help="ours: max_in_flight of every model (default: the config's)")
