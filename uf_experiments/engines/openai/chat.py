@@ -150,7 +150,8 @@ class ChatClient:
                                         sock_read=endpoint.timeout_s)
         self.session = aiohttp.ClientSession(timeout=timeout, headers=env_headers(api_key),
                                              connector=aiohttp.TCPConnector(limit=0), skip_auto_headers=("User-Agent",),
-                                             cookie_jar=aiohttp.DummyCookieJar())
+                                             cookie_jar=aiohttp.DummyCookieJar(),
+                                             trust_env=True)  # HTTP(S)_PROXY / NO_PROXY, as the SDK's httpx honours
         self._client_errors = (aiohttp.ClientError, OSError)
         self._retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(endpoint.max_retries + 1),
