@@ -1,9 +1,10 @@
 """The online engine's HTTP path: ``POST {base_url}/chat/completions`` on one ``aiohttp`` session, with the
 ``openai`` SDK's retry policy done by ``tenacity`` and the circuit breaker fed by every attempt.
 
-Why not the SDK here: it spends ~1.4 ms of client CPU per request (options, headers, its httpx layer, a pydantic
-model per reply) and ~0.8 s to import; this path spends a fraction of a millisecond (``benchmarks/client_cpu.py``
-measures both side by side). The SDK stays for the Batch API (files, batches), where requests are few.
+Why not the SDK here: it spends milliseconds of client CPU per request (options, headers, its httpx layer, a
+pydantic model per reply; ~3 ms on its aiohttp transport at 64 in flight on the 2-core benchmark machine) and
+~0.8 s to import; this path spends under half a millisecond (``benchmarks/client_cpu.py`` measures them side by
+side). The SDK stays for the Batch API (files, batches), where requests are few.
 
 What it keeps of the SDK, so a run behaves as before:
 
