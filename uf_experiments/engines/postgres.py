@@ -124,21 +124,27 @@ class PgDb:
 
 
 def first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else type(exc).__name__
+    """libpq's reason, without its ``connection failed: connection to server at ..., port N failed:`` and
+    ``FATAL:`` prefixes (the URL already says where)."""
+    text = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^connection failed: connection to server at .*? failed: ", "", text)
+    return re.sub(r"^(FATAL|ERROR):\s+", "", text)
 
 
-def problem(url: str, exc: BaseException) -> str:
-    """One line for a cache database the run cannot use: what is wrong with ``url`` (no password) and the fix."""
-    where = f"cache.url={redact(url)}"
+def problem(url: str, exc: BaseException, key: str = "cache.url") -> str:
+    """One line for a cache database that cannot be used: what is wrong with ``url`` (shown without a password,
+    as ``key=URL``, or alone with ``key=""``) and the fix."""
+    where = f"{key}={redact(url)}" if key else redact(url)
+    fix_in = key or "the URL"
     state = getattr(getattr(exc, "diag", None), "sqlstate", None) or ""
     text = first_line(exc)
     if state in ("28P01", "28000") or "password" in text or "authentication" in text:
         return (f"{where}: the server refused the login ({text}): put the password in PGPASSWORD or ~/.pgpass "
-                "(never in cache.url), or fix the user name")
-    if state == "3D000":
-        return f"{where}: {text}: create it (createdb -O USER DB) or fix the database name in cache.url"
+                f"(never in {fix_in}), or fix the user name")
+    if state == "3D000" or re.match(r'database ".*" does not exist', text):
+        return f"{where}: {text}: create it (createdb -O USER DB) or fix the database name in {fix_in}"
     if state == "42501" or "permission denied" in text:
         return (f"{where}: no rights to create or write the cache tables ({text}): GRANT CREATE ON SCHEMA public "
                 "(and ALL ON its tables) TO the user, or use a database it owns")
-    return (f"{where}: cannot connect ({text}): start the server or fix the host and port in cache.url "
-            "(or drop cache.url to use the SQLite file cache.path on one machine)")
+    return (f"{where}: cannot connect ({text}): start the server or fix the host and port in {fix_in}"
+            + (" (or drop cache.url to use the SQLite file cache.path on one machine)" if key == "cache.url" else ""))
