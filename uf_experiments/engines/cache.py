@@ -16,7 +16,9 @@ loses nothing it was answered. WAL mode and a busy timeout (``engines/sqlite.py`
 (joblib launcher) share the file; on PostgreSQL (``engines/postgres.py``) a claim is made in a transaction holding
 an advisory lock, and a lost connection is reopened (for ``reconnect_s``) and the statement run again. If the
 server stays away, :attr:`RequestCache.on_down` is told (the run stops, exit 3); answers that arrive meanwhile are
-kept in memory and written when the connection is back, at the latest when the cache is closed.
+kept in memory and written when the connection is back, at the latest when the cache is closed; if it is still
+away then, they go to a local file (:func:`spill_file`) that the next run on this machine with the same
+``cache.url`` moves into the database first: nothing paid for is asked again.
 
 Each completion is stored with its attributed cost (``cost_usd``: API tokens x the price in force when it was paid,
 or its share of a self-hosted engine's measured time x ``gpu_hour_usd``), so a run that reads it from the cache
@@ -94,6 +96,12 @@ CLAIM = ("INSERT INTO claims (key, owner, host, pid, claimed) VALUES (?, ?, ?, ?
          "owner = excluded.owner, host = excluded.host, pid = excluded.pid, claimed = excluded.claimed")
 
 
+def spill_file(where: str) -> Path:
+    """Where answers that could not reach the database ``where`` wait for the next run on this machine."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uf-experiments" / "cache-pending"
+    return root / f"{hashlib.sha256(where.encode()).hexdigest()[:16]}.sqlite"
+
+
 class RequestCache:
     def __init__(self, location: str | Path, timeout_s: float = 60.0, claim_ttl_s: float = 600.0,
                  reconnect_s: float = 60.0) -> None:
@@ -105,11 +113,14 @@ class RequestCache:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.claim_ttl_s = claim_ttl_s
         self.timeout_s = timeout_s
+        self._db_reconnect_s = reconnect_s
         self.on_down: Callable[[str], None] | None = None  # told once when the database stays unreachable
         self.down: str | None = None
         self._pending: list[tuple] = []  # answers not committed yet (the database was unreachable)
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+        if self._db.kind != "sqlite" and spill_file(self.where).exists():
+            self._unspill(spill_file(self.where))
 
     # ------------------------------------------------------------------ a lost connection
 
@@ -156,20 +167,20 @@ class RequestCache:
 
     def _beat(self) -> None:
         """Refresh this owner's claims until closed (its own connection: a connection stays in its thread)."""
-        db = self._db.reopen()
+        db: Db | None = None
         try:
             while not self._stop.wait(self.claim_ttl_s / 4):
                 try:
+                    db = db or self._db.reopen()
                     self.beat_once(db)
-                except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one
+                except Exception as exc:  # noqa: BLE001 - a missed beat is retried (on a new connection) next time
                     log.warning("could not refresh request-cache claims (%s)", str(exc).strip())
-                    if db.lost(exc):
-                        try:
-                            db.reconnect()
-                        except CacheDown:
-                            pass
+                    if db is not None:
+                        db.close()
+                        db = None
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
     # ------------------------------------------------------------------ lookups, answers, claims
 
@@ -266,9 +277,34 @@ class RequestCache:
         if self._pending:  # one more try for answers kept while the database was unreachable
             try:
                 if self.down is not None:
-                    self._db.reconnect(5.0)
+                    self._db.reconnect(min(5.0, self._db_reconnect_s))
                 self._flush()
-            except Exception as exc:  # noqa: BLE001 - said below; a re-run asks for them again
-                log.error("request cache %s: %d answers could not be stored (%s); a re-run asks for them again",
-                          self.where, len(self._pending), str(exc).strip())
+            except Exception as exc:  # noqa: BLE001 - kept on this machine instead
+                self._spill(str(exc).strip())
         self._db.close()
+
+    def _spill(self, why: str) -> None:
+        path = spill_file(self.where)
+        local = open_db(path)
+        try:
+            ensure_schema(local, "request_cache", SCHEMA_VERSION, SCHEMA)
+            local.executemany(PUT, self._pending)
+        finally:
+            local.close()
+        log.warning("request cache %s still unreachable (%s): %d answers kept in %s; the next run on this machine "
+                    "with the same cache.url stores them there first (none is paid for twice)", self.where, why,
+                    len(self._pending), path)
+        self._pending = []
+
+    def _unspill(self, path: Path) -> None:
+        """Store the answers an earlier run on this machine kept locally while the database was unreachable."""
+        local = open_db(path)
+        try:
+            rows = local.execute(f"SELECT {', '.join(COLUMNS)} FROM completions").fetchall()
+        finally:
+            local.close()
+        self._db.executemany(PUT, rows)
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
+        log.info("request cache %s: %d answers kept in %s while it was unreachable are stored", self.where,
+                 len(rows), path)
