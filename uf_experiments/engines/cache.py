@@ -279,11 +279,11 @@ class RequestCache:
                 if self.down is not None:
                     self._db.reconnect(min(5.0, self._db_reconnect_s))
                 self._flush()
-            except Exception as exc:  # noqa: BLE001 - kept on this machine instead
-                self._spill(str(exc).strip())
+            except Exception:  # noqa: BLE001 - kept on this machine instead
+                self._spill()
         self._db.close()
 
-    def _spill(self, why: str) -> None:
+    def _spill(self) -> None:
         path = spill_file(self.where)
         local = open_db(path)
         try:
@@ -291,8 +291,8 @@ class RequestCache:
             local.executemany(PUT, self._pending)
         finally:
             local.close()
-        log.warning("request cache %s still unreachable (%s): %d answers kept in %s; the next run on this machine "
-                    "with the same cache.url stores them there first (none is paid for twice)", self.where, why,
+        log.warning("request cache %s still unreachable: %d answers kept in %s; the next run on this machine with "
+                    "the same cache.url stores them there first (none is paid for twice)", self.where,
                     len(self._pending), path)
         self._pending = []
 
