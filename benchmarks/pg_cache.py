@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,7 @@ def main() -> None:
                     "PGPASSWORD": PASSWORD})
     server = PgServer(bindir, fsync=True)
     server.start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the server on the way out
     results: dict[str, Any] = {"rev": tree.rev, "sizes": {}}
     try:
         for n in sizes:

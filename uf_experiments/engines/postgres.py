@@ -3,8 +3,12 @@ bookkeeping, for jobs on several machines (``cache.url=postgresql://USER@HOST:PO
 
 - The password comes from ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads both); a URL carrying one is refused by
   the config check, and every message names the URL without it (:func:`~uf_experiments.engines.db.redact`).
-- Autocommit: each statement commits by itself (an answer is durable once :meth:`execute` returns);
-  :meth:`transaction` is a transaction holding one advisory lock, so claims and batch records are read and
+- Autocommit: each statement commits by itself, visible to every other job at once. ``synchronous_commit=off``:
+  the commit does not wait for the WAL to reach the disk (the server flushes it within a fraction of a second),
+  the same promise as the SQLite file's ``synchronous=NORMAL``: a killed client loses nothing, the database is
+  never corrupt, only a crash of the database server can drop the last instants of answers (asked again then).
+  With it a stored answer costs ~0.2 ms instead of a disk flush (3.6 ms on the benchmark machine).
+- :meth:`transaction` is a transaction holding one advisory lock, so claims and batch records are read and
   written by one job at a time, as SQLite's ``BEGIN IMMEDIATE`` does.
 - A lost connection (the server restarted, a network blip) is reopened for up to ``reconnect_s``
   (:meth:`reconnect`); the caller re-runs what failed (``engines/cache.py``).
@@ -55,6 +59,7 @@ class PgDb:
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(2, int(min(self.timeout_s, 10))),
                                application_name="uf-experiments")
         conn.execute(f"SET lock_timeout = {int(self.timeout_s * 1000)}")
+        conn.execute("SET synchronous_commit = off")  # see the module's docstring
         return conn
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
