@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line: a missing cache, an unreachable server, a bad age
         from uf_experiments.engines.cache_admin import NoCache
 
-        if isinstance(exc, (NoCache, ValueError)):
+        if isinstance(exc, (NoCache, ValueError, ImportError)):  # ImportError: psycopg missing (says what to install)
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         url = next((loc for loc in locations if loc.startswith(("postgresql://", "postgres://"))), None)
