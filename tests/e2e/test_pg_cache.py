@@ -123,10 +123,12 @@ def test_the_server_restarted_mid_run_is_reconnected_and_nothing_is_lost(pg_serv
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert summary["counts"]["engine_calls"] == paid and summary["counts"]["completions"] == 20
         assert stored(pg_server, pg_url) == paid  # every answer paid is in the cache
-        rerun = subprocess.run(command(pg_url, tmp_path / "again"), cwd=REPO, env=env(server, tmp_path),
-                               capture_output=True, text=True, timeout=300)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert len(server.paid) == paid  # nothing asked again
+        plan = subprocess.run(command(pg_url, tmp_path / "plan", "plan=true"), cwd=REPO,
+                              env=env(server, tmp_path), capture_output=True, text=True, timeout=300)
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        total = json.loads((tmp_path / "plan" / "plan.json").read_text())["total"]
+        assert (total["requests"], total["cached"], total["to_send"]) == (30, 30, 0)  # the same command: nothing to pay
+        assert len(server.paid) == paid
 
 
 def test_the_server_gone_stops_the_run_cleanly_and_the_same_command_resumes(pg_server: PgServer, pg_url: str,

@@ -154,3 +154,24 @@ def test_a_server_that_stays_away_stops_the_run_and_its_answers_wait_on_this_mac
     assert sorted((c.text, c.cost_usd) for c in got.values()) == [("answer 1 ✓", 0.001), ("answer 2 ✓", 0.002),
                                                                    ("answer 3 ✓", 0.003)]
     again.close()
+
+
+def test_the_batch_apis_state_goes_to_the_same_database(compose, pg_url: str, monkeypatch):
+    """``batch=true`` with ``cache.url``: the Batch API engine keeps its batches in cache.url's database."""
+    from uf_experiments.engines.build import build_engine
+    from uf_experiments.engines.openai.batch import OpenAIBatchEngine
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    cfg = resolve(compose(["batch=true", "judge=gpt-4o", f"cache.url={pg_url}"]))
+    validate(cfg)
+    model = typed(cfg).judge.model
+    assert model.engine["state_path"] == pg_url
+    engine = build_engine(model, model.path)
+    assert isinstance(engine, OpenAIBatchEngine)
+    state = engine._db()
+    state.record("file-1", "engine-id", model.path, ["k1"])
+    engine.close()
+    cache = RequestCache(pg_url)
+    assert cache._db.execute("SELECT input_file_id, model, status FROM batches").fetchall() == [
+        ("file-1", model.path, "creating")]
+    cache.close()
