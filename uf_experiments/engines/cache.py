@@ -96,6 +96,10 @@ CLAIM = ("INSERT INTO claims (key, owner, host, pid, claimed) VALUES (?, ?, ?, ?
          "owner = excluded.owner, host = excluded.host, pid = excluded.pid, claimed = excluded.claimed")
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def spill_file(where: str) -> Path:
     """Where answers that could not reach the database ``where`` wait for the next run on this machine."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uf-experiments" / "cache-pending"
@@ -134,7 +138,7 @@ class RequestCache:
         except Exception as exc:
             if not self._db.lost(exc):
                 raise
-            log.warning("request cache %s: connection lost (%s); reconnecting", self.where, str(exc).strip())
+            log.warning("request cache %s: connection lost (%s); reconnecting", self.where, _first_line(exc))
         try:
             self._db.reconnect()
             self._flush()
@@ -144,7 +148,7 @@ class RequestCache:
         except Exception as exc:
             if not self._db.lost(exc):
                 raise
-            reason = f"the request cache {self.where} is unreachable ({str(exc).strip()})"
+            reason = f"the request cache {self.where} is unreachable ({_first_line(exc)})"
         self.down = reason
         if self.on_down is None:
             raise CacheDown(reason)
@@ -174,7 +178,7 @@ class RequestCache:
                     db = db or self._db.reopen()
                     self.beat_once(db)
                 except Exception as exc:  # noqa: BLE001 - a missed beat is retried (on a new connection) next time
-                    log.warning("could not refresh request-cache claims (%s)", str(exc).strip())
+                    log.warning("could not refresh request-cache claims (%s)", _first_line(exc))
                     if db is not None:
                         db.close()
                         db = None

@@ -102,6 +102,8 @@ def test_claims_make_parallel_jobs_wait_instead_of_paying_twice(where):
     a.release("e", reqs[:3])  # reqs[1], reqs[2] released unanswered (e.g. failed)
     mine, theirs = b.claim("e", reqs[:3])
     assert mine == reqs[1:3] and theirs == []  # answered keys are in neither list; released ones are b's now
+    a.close()
+    b.close()
 
 
 def test_claims_of_dead_or_stale_owners_are_taken_over(where):
@@ -118,6 +120,7 @@ def test_claims_of_dead_or_stale_owners_are_taken_over(where):
     assert cache.claim("e", [req(1)]) == ([req(1)], [])  # older than claim_ttl_s
     cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time(),))
     assert cache.claim("e", [req(1)]) == ([], [req(1)])  # a fresh claim on another host is respected
+    cache.close()
 
 
 def test_a_live_owner_keeps_its_claims_fresh(where):
