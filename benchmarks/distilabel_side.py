@@ -52,7 +52,7 @@ from benchmarks.server import LatencyServer, Logged
 TARGET = 4.0  # issue 18: (b) >= 4x at the defaults; (b2) (--prompts 1000 --latency-sigma 1 ...) >= 6x: --target 6
 MODELS = ["gen-a", "gen-b", "gen-c", "gen-d"]
 JUDGE = "judge-x"
-DEFAULT_VENV = Path("/work/bench-venvs/distilabel-1.5.3")
+DEFAULT_VENV = Path(__file__).resolve().parent.parent / "outputs" / "bench-venvs" / "distilabel-1.5.3"
 
 
 def ensure_venv(venv: Path) -> Path:
