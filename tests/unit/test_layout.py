@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"core", "config", "metrics", "outputs", "tracking"},
     "pipeline": {"core", "config", "data", "generation", "judge", "engines", "execution", "metrics", "outputs",
                  "tracking", "tiny"},
-    "cli": {"core", "config", "pipeline", "report", "tracking", "metrics", "outputs"},
+    "cli": {"core", "config", "pipeline", "report", "tracking", "metrics", "outputs", "engines"},
 }
 
 
