@@ -1,13 +1,16 @@
 """execution=ray on a two-node Ray cluster on this machine (``ray.cluster_utils.Cluster``, both nodes on
-127.0.0.1 with one declared GPU each), joined with ``execution.address=127.0.0.1:PORT``: a tiny vLLM model's two
-replicas land on both nodes and share its requests; API engines (a judge served on 127.0.0.1) stay in the run's
-process. Then a model whose only actor dies with no restart left stops the run with exit 3, its files written and
-``stopped`` naming model and node, and the same command resumes it."""
+127.0.0.1 with one declared GPU each), joined with ``execution.address=127.0.0.1:PORT``: a model's two replicas land
+on both nodes and share its requests, and one killed with ``kill -9`` mid-batch is restarted with nothing lost or
+counted twice; API engines (a judge served on 127.0.0.1) stay in the run's process. Then a model whose only actor
+dies with no restart left stops the run with exit 3, its files written and ``stopped`` naming model and node, and
+the same command resumes it. The replicas run a model-free engine (tests/helpers/echo_engine.py) so that restarts
+are cheap; tests/e2e/test_ray.py runs real vLLM models in actors."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -16,7 +19,8 @@ import pytest
 from tests.e2e.test_ray import cli, run_and_kill
 from tests.helpers.fake_openai import FakeJudge
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.ray]
+# one xdist group for every file that starts a Ray: two Rays with vLLM actors at once thrash two cores
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.ray, pytest.mark.xdist_group("ray")]
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = f"ray-cluster-{os.getpid()}"
 SERVED_JUDGE = ["judge=served", "judge.model.path=judge-x", "pool.size=1", "sampling.n=1", "dataset.limit=4",
@@ -53,26 +57,39 @@ def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+ECHO = ["pool.models.tiny_a.engine._target_=tests.helpers.echo_engine.EchoEngine"]  # a model-free engine
+
+
 def test_replicas_land_on_both_nodes_and_share_the_requests(cluster, judge, tmp_path):
+    """tiny_a's two replicas (an engine that answers after 3 s without a model, tests/helpers/echo_engine.py: Ray's
+    placement is the subject here; tests/e2e/test_ray.py runs real vLLM models in actors); the first one seen
+    running a batch is killed with ``kill -9`` and restarted by Ray, which re-runs its batch."""
     args = ["experiment=demo", "pool=tiny", *SERVED_JUDGE, "execution=ray", f"execution.address={cluster.address}",
-            "pool.models.tiny_a.engine.replicas=2"]
+            "pool.models.tiny_a.engine.replicas=2", *ECHO, "+pool.models.tiny_a.engine.delay_s=3"]
     proc = cli(args, tmp_path / "run", env=judge)
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out[-3000:]
+    out, killed, _ = run_and_kill(proc, TOKEN)
+    assert killed is not None and proc.returncode == 0, out[-3000:]
     s = summary(tmp_path / "run")
     assert s["stopped"] is None and s["counts"]["rated_rows"] == 4
     (replicas,) = [s["placement"][m] for m in s["placement"]]  # only tiny_a: the served judge is no actor
     assert list(s["placement"]) == ["tiny_a"] and len(replicas) == 2
     assert len({r["node"] for r in replicas}) == 2  # two node ids: one replica on each node
     assert all(len(r["busy"]) >= 1 for r in replicas)  # both replicas ran a share of the requests
-    assert s["generation"]["engine_calls"] == s["generation"]["requests"] == 4
+    assert sum(r["restarted"] for r in replicas) == 1  # the killed one came back
+    assert all(killed not in r["pids"] for r in replicas)
+    assert s["generation"]["engine_calls"] == s["generation"]["requests"] == 4  # the re-run share counted once
+    with sqlite3.connect(f"{tmp_path / 'run'}.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM completions WHERE model = 'tiny_a'").fetchone() == (4,)  # once each
+    rows = pq.read_table(tmp_path / "run" / "rated.parquet").to_pylist()
+    texts = [g for r in rows for g in r["generations"]]
+    assert len(texts) == 4 and all(t.startswith("echo ") for t in texts)
+    pids = {int(t.rsplit("pid=", 1)[1]) for t in texts}  # the process that answered each request
+    assert killed not in pids and len(pids) == 2  # the killed actor's share was answered by its restart
 
 
 def test_no_replica_left_stops_with_exit_3_and_the_same_command_resumes(cluster, judge, tmp_path):
-    # tiny_a's engine swapped for one that answers after 3 s without a model (tests/helpers/echo_engine.py)
     args = ["experiment=demo", "pool=tiny", *SERVED_JUDGE, "execution=ray", f"execution.address={cluster.address}",
-            "execution.max_restarts=0", "pool.models.tiny_a.engine._target_=tests.helpers.echo_engine.EchoEngine",
-            "+pool.models.tiny_a.engine.delay_s=3"]
+            "execution.max_restarts=0", *ECHO, "+pool.models.tiny_a.engine.delay_s=3"]
     proc = cli(args, tmp_path / "run", env=judge)
     out, killed, _ = run_and_kill(proc, TOKEN)
     assert killed is not None

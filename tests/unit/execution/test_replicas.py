@@ -21,6 +21,8 @@ from uf_experiments.execution.placement import Placement
 from uf_experiments.execution.replicas import ReplicasDown, split
 
 REPO = Path(__file__).resolve().parents[3]
+# with the e2e Ray tests: one Ray at a time on the machine (tests/e2e/test_ray.py)
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 def requests(n: int, model: str = "echo") -> list[Request]:
