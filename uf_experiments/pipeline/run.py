@@ -14,13 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, typed, uses_batch, validate
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
-from uf_experiments.engines.cache import RequestCache
 from uf_experiments.execution import start_execution
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.pilot import run_pilot
 from uf_experiments.pipeline.plan import plan_run
 from uf_experiments.pipeline.preflight import check_endpoints
-from uf_experiments.pipeline.stream import Run, open_cache, open_database
+from uf_experiments.pipeline.stream import Run, open_cache
 from uf_experiments.tracking.wandb import start_tracker
 
 log = logging.getLogger(__name__)
@@ -94,10 +93,7 @@ def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: st
     if config.planning.pilot:
         check_endpoints(config)  # a pilot sends requests; a plan alone calls nothing
     lengths, pilot = run_pilot(config, card_config, run_dir) if config.planning.pilot else (None, None)
-    if config.cache.enabled and config.cache.url:
-        cache: RequestCache | None = open_database(config.cache, probe=False)
-    else:
-        cache = RequestCache(config.cache.path) if config.cache.enabled and Path(config.cache.path).exists() else None
+    cache = open_cache(config, read_only=True)
     try:
         found = plan_run(config, cache, name, lengths, pilot)
     finally:

@@ -35,15 +35,20 @@ from uf_experiments.pipeline.tally import RunTally, Timing
 log = logging.getLogger(__name__)
 
 
-def open_cache(config: RunConfig) -> RequestCache | None:
+def open_cache(config: RunConfig, *, read_only: bool = False) -> RequestCache | None:
     """The request cache (``cache.url``'s database, else the file ``cache.path``), or None with
     ``cache.enabled=false``. A database the run cannot use, or a file on a network filesystem (unless
-    ``cache.allow_network_fs``), is a ConfigError with one line, before anything is spent."""
+    ``cache.allow_network_fs``), is a ConfigError with one line, before anything is spent.
+
+    ``read_only`` (``plan=true``, which only looks up what is cached): no write is tried on the database, and a
+    file that does not exist yet is not created (None: nothing is cached)."""
     cache: CacheConfig = config.cache
     if not cache.enabled:
         return None
     if cache.url:
-        return open_database(cache)
+        return open_database(cache, probe=not read_only)
+    if read_only:
+        return RequestCache(cache.path) if Path(cache.path).exists() else None
     from uf_experiments.engines.sqlite import network_fs
 
     fs = None if cache.allow_network_fs else network_fs(cache.path)
