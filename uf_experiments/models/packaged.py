@@ -112,11 +112,16 @@ def _discard(target: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)
 
 
+def target_dir(spec: PackagedModel, root: Path | None = None) -> Path:
+    """Where ``spec``'s converted model lives (or will, once fetched): nothing is checked or fetched."""
+    return (Path(root) if root else models_dir()) / spec.dirname()
+
+
 def ensure_packaged(spec: PackagedModel, root: Path | None = None) -> Path:
     """The directory of ``spec``'s converted model: checked against its manifest if cached, else fetched and
     converted first. Raises PackagedModelError (one line) when it cannot be made ready."""
     root = Path(root) if root else models_dir()
-    target = root / spec.dirname()
+    target = target_dir(spec, root)
     if (target / MANIFEST).exists():
         verify(target)
         return target
