@@ -1,6 +1,7 @@
-"""A local OpenAI-compatible chat-completions server with a fixed injected latency, for benchmarks (a) and (b).
+"""A local OpenAI-compatible chat-completions server with an injected latency, for benchmarks (a), (b), (b2), (e).
 
-Every ``POST .../chat/completions`` sleeps ``latency_s`` and answers deterministically:
+Every ``POST .../chat/completions`` sleeps ``latency_s`` (or, with ``sigma`` > 0, a lognormal draw with that
+median, seeded per request) and answers deterministically:
 - a judge request (its last message holds ``<text k>`` blocks: ours as ``<text k>\\n...\\n</text k>``,
   distilabel's UltraFeedback as ``<text k> ...``) gets a rating per text, in JSON when the request carries
   ``response_format`` (``{"text_1": {"rating": r, "rationale": "..."}, ...}``), else in the paper's text format
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import random
 import re
 import threading
 import time
@@ -84,8 +87,10 @@ def generation_reply(body: dict[str, Any]) -> str:
 class LatencyServer:
     """``with LatencyServer(latency_s=0.2, models=[...]) as s: ... s.base_url ... s.log``."""
 
-    def __init__(self, latency_s: float = 0.2, models: Sequence[str] = (), port: int = 0, backlog: int = 1024) -> None:
+    def __init__(self, latency_s: float = 0.2, models: Sequence[str] = (), port: int = 0, backlog: int = 1024,
+                 sigma: float = 0.0) -> None:
         self.latency_s = latency_s
+        self.sigma = sigma  # > 0: heavy-tailed latency, lognormal with median latency_s (see latency())
         self.models = list(models)
         self.log: list[Logged] = []
         self.lock = threading.Lock()
@@ -110,6 +115,15 @@ class LatencyServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def latency(self, body: dict[str, Any]) -> float:
+        """This request's latency: ``latency_s``, or with ``sigma`` > 0 a lognormal draw with median ``latency_s``
+        (``latency_s * exp(sigma * Z)``), seeded by the request (model, messages, seed), so a retry or a re-run
+        waits the same and both tools see the same distribution: output lengths and queues vary, as on real APIs."""
+        if self.sigma <= 0:
+            return self.latency_s
+        rng = random.Random(_digest(body.get("model"), body.get("messages"), body.get("seed")))
+        return rng.lognormvariate(math.log(self.latency_s), self.sigma)
 
     def reset(self) -> None:
         with self.lock:
@@ -175,7 +189,7 @@ class LatencyServer:
                 judged = judge_reply(user, "response_format" in body, body.get("seed"))
                 content = judged if judged is not None else generation_reply(body)
                 if srv.latency_s:
-                    time.sleep(srv.latency_s)
+                    time.sleep(srv.latency(body))
                 prompt_chars = sum(len(str(m.get("content", ""))) for m in messages)
                 usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(content) // 4 + 1,
                          "total_tokens": prompt_chars // 4 + len(content) // 4 + 2}
@@ -199,8 +213,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--latency-ms", type=float, default=200)
     ap.add_argument("--models", nargs="*", default=[])
+    ap.add_argument("--latency-sigma", type=float, default=0.0, help="> 0: lognormal latency, median --latency-ms")
     args = ap.parse_args()
-    with LatencyServer(args.latency_ms / 1000, args.models, args.port) as s:
+    with LatencyServer(args.latency_ms / 1000, args.models, args.port, sigma=args.latency_sigma) as s:
         print(f"serving {s.base_url} with {args.latency_ms:.0f} ms latency", flush=True)
         try:
             while True:

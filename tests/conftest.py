@@ -31,6 +31,7 @@ from omegaconf import DictConfig  # noqa: E402
 from uf_experiments.config import register_configs  # noqa: E402
 
 Compose = Callable[..., DictConfig]
+pytest_plugins = ["tests.helpers.postgres"]  # pg_server, pg_url: a real PostgreSQL the tests start
 
 
 def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:

@@ -25,6 +25,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 SERVER = "http://127.0.0.1:8000/v1"  # how docs/bad-input.md writes the fake server's address
 NOTHING = "nothing: it stops before any model is loaded or called"
+PG, PG_DOWN = "postgresql://uf@127.0.0.1:5432/uf", "postgresql://uf@127.0.0.1:9/uf"  # how the docs write the URLs
+PG_READER = "postgresql://reader@127.0.0.1:5432/uf"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,23 @@ ROWS = [
     Row("cache-unwritable", "`uf-experiments cache.path=/proc/x/requests.sqlite`",
         "error: cache.path=/proc/x/requests.sqlite cannot be written (No such file or directory): pass a writable "
         "cache.path=DIR/requests.sqlite (or cache.enabled=false)"),
+    Row("cache-url-password", "`uf-experiments cache.url=postgresql://uf:s3cret@db-host:5432/uf`",
+        "error: cache.url=postgresql://uf@db-host:5432/uf (password removed) carries a password: drop it from the URL "
+        "and export PGPASSWORD or put it in ~/.pgpass", "nothing: it stops before Hydra writes the run dir",
+        cli=["cache.url=postgresql://uf:s3cret@db-host:5432/uf"]),
+    Row("cache-network-fs", "`uf-experiments cache.path=/shared/requests.sqlite`, /shared on NFS (statfs says so)",
+        "error: cache.path=/shared/requests.sqlite is on a network filesystem (nfs), where SQLite's locks and WAL "
+        "break (a request can be paid twice, the file corrupted): share a PostgreSQL cache instead, "
+        "cache.url=postgresql://USER@HOST:PORT/DB (or cache.allow_network_fs=true at your own risk)"),
+    Row("cache-db-unreachable", f"`uf-experiments cache.url={PG_DOWN}` (nothing listens there)",
+        f"error: cache.url={PG_DOWN}: cannot connect (Connection refused): start the server or fix the host and "
+        "port in cache.url (or drop cache.url to use the SQLite file cache.path on one machine)"),
+    Row("cache-db-login-refused", f"`uf-experiments cache.url={PG}` with a wrong `PGPASSWORD`",
+        f'error: cache.url={PG}: the server refused the login (password authentication failed for user "uf"): put '
+        "the password in PGPASSWORD or ~/.pgpass (never in cache.url), or fix the user name"),
+    Row("cache-db-no-rights", f"`uf-experiments cache.url={PG_READER}`, a user who may not create tables there",
+        f"error: cache.url={PG_READER}: no rights to create or write the cache tables (permission denied for schema "
+        "public): GRANT CREATE ON SCHEMA public (and ALL ON its tables) TO the user, or use a database it owns"),
     Row("push-without-token", "`uf-experiments output.push_to_hub=me/prefs` without `HF_TOKEN` or a login",
         "error: output.push_to_hub=me/prefs needs a Hugging Face token: set HF_TOKEN or run `hf auth login`",
         cli=["output.push_to_hub=me/prefs"], env={"HF_TOKEN": None, "HF_TOKEN_PATH": None}),
@@ -186,7 +205,7 @@ def test_cli_row(row: Row, tmp_path: Path, fake_hub: str):
     assert proc.returncode == 2  # bad configuration or input (docs/stopping-and-resuming.md, exit codes)
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [row.sees], proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "s3cret" not in proc.stdout + proc.stderr  # a password is never shown
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "cache.sqlite").exists()  # no model was asked
     if row.id == "hub-typo":  # the job started and stopped on its input: its summary.json says why
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -288,6 +307,47 @@ def cache_unwritable(mp: pytest.MonkeyPatch, tmp: Path) -> str:
     return _inputs_line(_compose("cache.path=/proc/x/requests.sqlite"))
 
 
+def cache_network_fs(mp: pytest.MonkeyPatch, tmp: Path) -> str:
+    from uf_experiments.config import ConfigError, typed
+    from uf_experiments.engines import sqlite
+    from uf_experiments.pipeline.stream import open_cache
+
+    mp.setattr(sqlite, "statfs_type", lambda path: 0x6969)  # NFS's f_type
+    with pytest.raises(ConfigError) as info:
+        open_cache(typed(_compose("cache.path=/shared/requests.sqlite")))
+    return f"error: {info.value}"
+
+
+def _cache_db_line(url: str, shown: str) -> str:
+    from uf_experiments.config import ConfigError, typed
+    from uf_experiments.pipeline.stream import open_cache
+
+    with pytest.raises(ConfigError) as info:
+        open_cache(typed(_compose(f"cache.url={url}")))
+    return f"error: {info.value}".replace(url, shown)
+
+
+def cache_db_unreachable(mp: pytest.MonkeyPatch, tmp: Path) -> str:
+    return _cache_db_line(PG_DOWN, PG_DOWN)
+
+
+def cache_db_login_refused(mp: pytest.MonkeyPatch, tmp: Path) -> str:
+    mp.setenv("PGPASSWORD", "wrong")
+    return _cache_db_line(PG_SERVER["server"].create_db(), PG)
+
+
+def cache_db_no_rights(mp: pytest.MonkeyPatch, tmp: Path) -> str:
+    server = PG_SERVER["server"]
+    with server.connect() as conn:
+        conn.execute("DROP ROLE IF EXISTS reader")
+        conn.execute("CREATE ROLE reader LOGIN PASSWORD 'reader-pw'")
+    mp.setenv("PGPASSWORD", "reader-pw")
+    return _cache_db_line(server.create_db().replace("uf@", "reader@"), PG_READER)
+
+
+PG_SERVER: dict[str, Any] = {}  # the test PostgreSQL server, for the rows that need one
+
+
 def sweep_invalid_cell(mp: pytest.MonkeyPatch, tmp: Path) -> str:
     import contextlib
     import io
@@ -310,6 +370,8 @@ IN_PROCESS: dict[str, Callable[[pytest.MonkeyPatch, Path], str]] = {
     "unknown-served-model": unknown_served_model, "bad-dataset-path": bad_dataset_path,
     "unreadable-file": unreadable_file, "missing-column": missing_column, "empty-prompts": empty_prompts,
     "hub-offline": hub_offline, "cache-unwritable": cache_unwritable, "sweep-invalid-cell": sweep_invalid_cell,
+    "cache-network-fs": cache_network_fs, "cache-db-unreachable": cache_db_unreachable,
+    "cache-db-login-refused": cache_db_login_refused, "cache-db-no-rights": cache_db_no_rights,
 }
 
 
@@ -319,8 +381,10 @@ def test_every_row_has_a_test():
 
 
 @pytest.mark.parametrize("row_id", list(IN_PROCESS))
-def test_in_process_row(row_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_in_process_row(row_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")  # validate() wants one for API models; nothing is sent with it
+    if row_id in ("cache-db-login-refused", "cache-db-no-rights"):
+        monkeypatch.setitem(PG_SERVER, "server", request.getfixturevalue("pg_server"))
     assert IN_PROCESS[row_id](monkeypatch, tmp_path) == BY_ID[row_id].sees
 
 

@@ -66,6 +66,8 @@ class FakeJudge:
         self.usages: list[tuple[str, int, int, int]] = []  # (model, prompt, completion, cached tokens) billed
         self.spans: list[tuple[float, float, str, str]] = []  # (start, end, model, "judge" | "generation")
         self.dead = False
+        self.gate = threading.Event()  # cleared: every chat answer waits until it is set again (a test holds the run)
+        self.gate.set()
         self.words_by_model = words_by_model or {}  # generation replies this many extra words long, per model
         self.in_flight = self.max_in_flight = 0
         self.seen: dict[str, int] = {}  # attempts per body key (retries of one request)
@@ -90,6 +92,7 @@ class FakeJudge:
         """Die: stop listening, and drop requests on connections already open (a test can make the endpoint
         die midway); idempotent."""
         self.dead = True
+        self.gate.set()
         if self.thread.is_alive():
             self.server.shutdown()
         self.server.server_close()
@@ -233,6 +236,7 @@ class FakeJudge:
                         return
                     if fake.latency_s:
                         time.sleep(fake.latency_s)
+                    fake.gate.wait()
                     content = fake.reply(body, asked)
                     cached = 5 if "CACHED=5" in user else 0
                     prompt_tokens, completion_tokens = len(user) // 4 + 10, len(content) // 4 + 1

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "tracking": {"core", "config", "metrics"},
     "report": {"core", "config", "metrics", "outputs", "tracking"},
     "pipeline": {"core", "config", "data", "generation", "judge", "engines", "metrics", "outputs", "tracking", "tiny"},
-    "cli": {"core", "config", "pipeline", "report", "tracking", "metrics", "outputs"},
+    "cli": {"core", "config", "pipeline", "report", "tracking", "metrics", "outputs", "engines"},
 }
 
 

@@ -121,7 +121,7 @@ def apply_batch(cfg: DictConfig) -> None:
             continue  # batch=true leaves vLLM models alone
         takes = set(inspect.signature(engine_class(variant).__init__).parameters) - {"self", "path"}
         kwargs = {k: v for k, v in OmegaConf.to_container(engine, resolve=True).items() if k in takes}
-        kwargs.setdefault("state_path", cfg.cache.path)
+        kwargs.setdefault("state_path", cfg.cache.get("url") or cfg.cache.path)
         model.engine = {"_target_": variant, **kwargs}
 
 

@@ -215,6 +215,9 @@ class CacheConfig:
     enabled: bool = True  # cache.enabled=false: ask the engines every time (nothing is read or written)
     path: str = "outputs/cache/requests.sqlite"  # cache.path=...; relative to where you launch; shared by all runs
     claim_ttl_s: float = 600.0  # a parallel job's claim on a request lapses if not refreshed for this long
+    url: str | None = None  # cache.url=postgresql://USER@HOST:PORT/DB: jobs on several machines (replaces cache.path)
+    allow_network_fs: bool = False  # cache.allow_network_fs=true: accept a cache.path on NFS/Lustre/GPFS/CIFS
+    reconnect_s: float = 60.0  # cache.url: how long a lost connection is retried before the run stops (exit 3)
 
 
 @dataclass

@@ -83,12 +83,28 @@ def validate(cfg: DictConfig) -> None:
         problem = _engine_problem(model.engine)
         if problem:
             raise SetupError(f"{where} ({model.name}): {problem}")
+    _validate_cache_url(cfg.cache.get("url"))
     if cfg.output.push_to_hub:
         from huggingface_hub import get_token
 
         if not get_token():
             raise SetupError(f"output.push_to_hub={cfg.output.push_to_hub} needs a Hugging Face token: "
                               "set HF_TOKEN or run `hf auth login`")
+
+
+def _validate_cache_url(url: str | None) -> None:
+    """``cache.url`` is a ``postgresql://`` URL without a password (the password would land in .hydra/, W&B and
+    the logs: it comes from PGPASSWORD or ~/.pgpass)."""
+    from uf_experiments.core.dburl import has_password, is_url, redact
+
+    if not url:
+        return
+    if not is_url(url):
+        raise ConfigError("cache.url must be a PostgreSQL URL: pass cache.url=postgresql://USER@HOST:PORT/DB (or "
+                          "null for the SQLite file cache.path)")
+    if has_password(url):
+        raise SetupError(f"cache.url={redact(url)} (password removed) carries a password: drop it from the URL and "
+                         "export PGPASSWORD or put it in ~/.pgpass")
 
 
 def check_cache_path(path: str | os.PathLike[str]) -> None:

@@ -59,7 +59,8 @@ def console_handlers() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
 
 
-HTTP_LOGGERS = ("httpx", "httpx2")  # one INFO line per request: to the file always, to the console with debug
+HTTP_LOGGERS = ("httpx", "httpx2", "aiohttp")  # one INFO line per request: to the file always, to the console
+# with debug (aiohttp.client: the online engine's, engines/openai/chat.py)
 
 
 def restore_http_loggers() -> None:

@@ -161,7 +161,7 @@ def check_inputs(cfg: RunConfig) -> LoadReport:
     least one prompt. Raises :class:`ConfigError` with one line; returns the loaded prompts (reuse them)."""
     from uf_experiments.config import check_cache_path
 
-    if cfg.cache.enabled and not getattr(cfg, "plan", False):
+    if cfg.cache.enabled and not cfg.cache.url and not getattr(cfg, "plan", False):
         check_cache_path(cfg.cache.path)
     return load_prompts(cfg.dataset)
 

@@ -25,6 +25,10 @@ from uf_experiments.core.records import Completion, Request
 Emit = Callable[[Completion], None]
 
 
+class CacheDown(RuntimeError):
+    """The request cache's database cannot be reached (after reconnecting for its backend's window)."""
+
+
 class EngineDown(RuntimeError):
     """The endpoint stopped answering at the connection level (refused, reset, DNS, timeouts), persistently:
     a run-level fault, not a per-request failure. Raised from ``complete`` after the engine has emitted what it

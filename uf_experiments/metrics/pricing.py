@@ -22,6 +22,7 @@ from typing import Any
 
 from uf_experiments.core.records import Completion, Message, Usage
 from uf_experiments.engines.build import is_api_engine, is_batch_engine
+from uf_experiments.metrics.tokens import light_counter
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,9 @@ def _counter(kind: str, name: str) -> Callable[[Sequence[Message]], int] | None:
         except Exception:  # noqa: BLE001 - tiktoken fetches its vocabularies on first use; offline it cannot
             return None
     if Path(name).is_dir():
+        light = light_counter(name)  # tokenizers + the chat template: no torch (metrics/tokens.py)
+        if light is not None:
+            return light
         try:
             from transformers import AutoTokenizer
 

@@ -8,8 +8,8 @@ once (then the unlisted names below, all at once), so the whole check is bounded
 returns one line per problem:
 
 - refused, unresolvable, timed out, or a 401/403 (of either request): the models, the URL, and the fix;
-- a served pool whose endpoint lists its models but not one of the pool's members, and answers a one-token chat
-  request with that name with "no such model" (HTTP 404, or an error saying it does not exist / is not found): the
+- a served pool's member or the judge that the endpoint's model list leaves out, and whose name a one-token chat
+  request answers with "no such model" (HTTP 404, or an error saying it does not exist / is not found): the
   name and what is listed.
 
 A name the list leaves out costs that one ``max_tokens: 1`` request (one per endpoint and name, neither cached nor
@@ -51,6 +51,7 @@ class Caller:
     model: str  # the API model name (``path``)
     url_key: str  # the config key that sets this model's base_url
     served_pool: bool = False  # a member of a served pool (pool.models=[a,b,c]): checked against /models
+    judge: bool = False  # the judge: checked against /models too
 
 
 @dataclass
@@ -87,6 +88,7 @@ def endpoints(cfg: RunConfig, env: Mapping[str, str] | None = None) -> list[Endp
     models.append(("judge.model", cfg.judge.model, "judge.model.engine.base_url", False))
     found: dict[str, Endpoint] = {}
     for where, model, url_key, in_served_pool in models:
+        is_judge = where == "judge.model"
         if not is_api_engine(model.engine):
             continue
         configured = model.engine.get("base_url")
@@ -98,7 +100,7 @@ def endpoints(cfg: RunConfig, env: Mapping[str, str] | None = None) -> list[Endp
             url, source = DEFAULT_BASE_URL, "default"
         url = url.rstrip("/")
         ep = found.setdefault(url, Endpoint(url, source))
-        ep.callers.append(Caller(where, str(model.path or model.name), url_key, in_served_pool))
+        ep.callers.append(Caller(where, str(model.path or model.name), url_key, in_served_pool, is_judge))
     return list(found.values())
 
 
@@ -200,10 +202,12 @@ def _listed(result: Probe) -> str:
 
 
 def unlisted(ep: Endpoint, result: Probe) -> list[str]:
-    """The served pool's names (once each) this endpoint's ``/models`` lists but leaves out (none without a list)."""
+    """The served pool's and the judge's names (once each) this endpoint's ``/models`` leaves out (none without a
+    list)."""
     if result.served is None:
         return []
-    return list(dict.fromkeys(c.model for c in ep.callers if c.served_pool and c.model not in result.served))
+    return list(dict.fromkeys(c.model for c in ep.callers
+                              if (c.served_pool or c.judge) and c.model not in result.served))
 
 
 def problems_of(ep: Endpoint, result: Probe, answers: Mapping[str, Probe] | None = None) -> list[str]:
@@ -230,8 +234,13 @@ def problems_of(ep: Endpoint, result: Probe, answers: Mapping[str, Probe] | None
     for name in unlisted(ep, result):
         answer = (answers or {}).get(name, Probe("missing"))
         if answer.failure == "missing":
-            out.append(f"pool.models: {name} is not served by {ep.base_url} (it serves: {_listed(result)}) "
-                       "— fix the name in pool.models=[...], or point pool.base_url at the server that has it")
+            if any(c.served_pool and c.model == name for c in ep.callers):
+                out.append(f"pool.models: {name} is not served by {ep.base_url} (it serves: {_listed(result)}) "
+                           "— fix the name in pool.models=[...], or point pool.base_url at the server that has it")
+            if any(c.judge and c.model == name for c in ep.callers):
+                out.append(f"judge.model: {name} is not served by {ep.base_url} (it serves: {_listed(result)}) "
+                           "— fix judge.model.path=..., or point judge.model.engine.base_url at the server that "
+                           "has it")
         elif answer.failure:  # its request failed the way a /models probe can: the same line
             out += [line for line in problems_of(ep, answer) if line not in out]
     return out

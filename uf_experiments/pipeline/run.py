@@ -15,7 +15,6 @@ from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, t
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
 from uf_experiments.engines.build import prepare_packaged
-from uf_experiments.engines.cache import RequestCache
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.pilot import run_pilot
 from uf_experiments.pipeline.plan import plan_run
@@ -105,7 +104,7 @@ def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: st
     if config.planning.pilot:
         check_endpoints(config)  # a pilot sends requests; a plan alone calls nothing
     lengths, pilot = run_pilot(config, card_config, run_dir) if config.planning.pilot else (None, None)
-    cache = RequestCache(config.cache.path) if config.cache.enabled and Path(config.cache.path).exists() else None
+    cache = open_cache(config, read_only=True)
     try:
         found = plan_run(config, cache, name, lengths, pilot)
     finally:

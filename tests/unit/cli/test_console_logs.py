@@ -1,5 +1,5 @@
 """``log_level``: the console shows our lines and third parties' warnings; the run dir's uf-experiments.log keeps
-every INFO line. A served run (pool and judge behind FakeJudge) through the CLI logs one ``httpx`` INFO line per
+every INFO line. A served run (pool and judge behind FakeJudge) through the CLI logs one HTTP INFO line per
 request: in the log file always, on the console only with ``log_level=debug`` or ``hydra.verbose=true``."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from tests.helpers.fake_openai import FakeJudge
 from uf_experiments.core import logs
 
 REPO = Path(__file__).resolve().parents[3]
-HTTP_LINE = re.compile(r"\[httpx2?\]\[INFO\] - HTTP Request: POST ")  # httpx2: the openai client's, in this venv
+# the online engine's aiohttp client logs as httpx did (engines/openai/chat.py); httpx2: the openai SDK's client
+HTTP_LINE = re.compile(r"\[(httpx2?|aiohttp\.client)\]\[INFO\] - HTTP Request: POST ")
 
 
 def served_run(tmp_path: Path, name: str, *extra: str) -> tuple[subprocess.CompletedProcess, str, int]:

@@ -1,4 +1,4 @@
-"""The Batch API engine's bookkeeping tables."""
+"""The Batch API engine's bookkeeping tables, on both backends (a SQLite file, a real PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from uf_experiments.engines.openai.batch_format import LineResult
 from uf_experiments.engines.openai.batch_state import BatchState, Submitted
 
 
-def test_a_batch_from_record_to_emitted(tmp_path):
-    state = BatchState(tmp_path / "s.sqlite")
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path) -> str:
+    return str(tmp_path / "s.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def test_a_batch_from_record_to_emitted(where):
+    state = BatchState(where)
     keys = [f"k{i}" for i in range(1200)]  # past the helper's chunk size
     sub = state.record("file-1", "engine-id", "gpt-x", keys)
     assert sub == Submitted("file-1", None, "creating", sub.created)
@@ -30,8 +35,8 @@ def test_a_batch_from_record_to_emitted(tmp_path):
     state.close()
 
 
-def test_a_failed_consume_leaves_the_batch_live(tmp_path):
-    state = BatchState(tmp_path / "s.sqlite")
+def test_a_failed_consume_leaves_the_batch_live(where):
+    state = BatchState(where)
     state.record("file-1", "engine-id", "gpt-x", ["a"])
     with pytest.raises(Exception):  # noqa: B017 - an unknown column: the transaction is rolled back
         state.consume("file-1", "b", {"a": LineResult("A")}, no_such_column=1)

@@ -1,8 +1,11 @@
-"""The request cache: keys, hits, failures not stored, and several processes writing one file at once."""
+"""The request cache: keys, hits, failures not stored, and several processes writing one cache at once; every
+cache test runs on both backends (a SQLite file, and a real PostgreSQL database: tests/helpers/postgres.py)."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+
+import pytest
 
 from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.cache import RequestCache, cache_key, engine_identity
@@ -12,6 +15,12 @@ def req(i: int, **kw) -> Request:
     base = dict(model="m", messages=({"role": "user", "content": f"q{i}"},), max_tokens=8, temperature=1.0, top_p=1.0,
                 seed=i)
     return Request(**{**base, **kw})
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def where(request: pytest.FixtureRequest, tmp_path) -> str:
+    """The cache's location: a SQLite file, or a fresh database on the test PostgreSQL server."""
+    return str(tmp_path / "c.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_url")
 
 
 VLLM = {"_target_": "uf_experiments.engines.vllm_engine.VLLMEngine", "llm_kwargs": {"dtype": "float32",
@@ -41,13 +50,13 @@ def test_openai_identity_includes_the_endpoint(monkeypatch):
     assert engine_identity({**api, "max_in_flight": 64}, "gpt") == engine_identity(api, "gpt")
 
 
-def test_hits_misses_and_failures(tmp_path):
-    cache = RequestCache(tmp_path / "c.sqlite")
+def test_hits_misses_and_failures(where):
+    cache = RequestCache(where)
     ok = Completion(req(1), "answer", Usage(3, 4, 1), "stop")
     cache.put("e", ok)
     cache.put("e", Completion(req(2), None, error="HTTP 500"))  # failures are asked again next time
     cache.close()
-    cache = RequestCache(tmp_path / "c.sqlite")  # durable across processes / runs
+    cache = RequestCache(where)  # durable across processes / runs
     got = cache.get_many("e", [req(1), req(2), req(3)])
     assert list(got) == [req(1).key]
     hit = got[req(1).key]
@@ -66,8 +75,8 @@ def _writer(path: str, worker: int, n: int) -> None:
     cache.close()
 
 
-def test_parallel_processes_share_one_file(tmp_path):
-    path = str(tmp_path / "shared.sqlite")
+def test_parallel_processes_share_one_cache(where):
+    path = where
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(path, w, 150)) for w in range(4)]
     for p in procs:
@@ -81,8 +90,8 @@ def test_parallel_processes_share_one_file(tmp_path):
     assert next(iter(got.values())).text == "w3-149"
 
 
-def test_claims_make_parallel_jobs_wait_instead_of_paying_twice(tmp_path):
-    path = tmp_path / "c.sqlite"
+def test_claims_make_parallel_jobs_wait_instead_of_paying_twice(where):
+    path = where
     a, b = RequestCache(path), RequestCache(path)  # two jobs (distinct owners) on one file
     reqs = [req(i) for i in range(4)]
     mine, theirs = a.claim("e", reqs[:3])
@@ -93,14 +102,15 @@ def test_claims_make_parallel_jobs_wait_instead_of_paying_twice(tmp_path):
     a.release("e", reqs[:3])  # reqs[1], reqs[2] released unanswered (e.g. failed)
     mine, theirs = b.claim("e", reqs[:3])
     assert mine == reqs[1:3] and theirs == []  # answered keys are in neither list; released ones are b's now
+    a.close()
+    b.close()
 
 
-def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
+def test_claims_of_dead_or_stale_owners_are_taken_over(where):
     import socket
     import time
 
-    path = tmp_path / "c.sqlite"
-    cache = RequestCache(path, claim_ttl_s=60)
+    cache = RequestCache(where, claim_ttl_s=60)
     key = cache_key("e", req(1))
     dead_pid = 2**22 + 12345  # above pid_max on this kind of machine: no such process
     cache._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?)",
@@ -110,17 +120,17 @@ def test_claims_of_dead_or_stale_owners_are_taken_over(tmp_path):
     assert cache.claim("e", [req(1)]) == ([req(1)], [])  # older than claim_ttl_s
     cache._db.execute("UPDATE claims SET owner = 'remote', host = 'elsewhere', claimed = ?", (time.time(),))
     assert cache.claim("e", [req(1)]) == ([], [req(1)])  # a fresh claim on another host is respected
+    cache.close()
 
 
-def test_a_live_owner_keeps_its_claims_fresh(tmp_path):
+def test_a_live_owner_keeps_its_claims_fresh(where):
     """The heartbeat (``beat_once``, which the owner's background thread calls every claim_ttl_s / 4) keeps a claim
     fresh; without it the claim goes stale and another job takes the request over. Tested by calling the beat
     and ageing the claim in the file, not by sleeping against the TTL."""
     import time
 
-    path = tmp_path / "c.sqlite"
-    owner = RequestCache(path, claim_ttl_s=60)
-    other = RequestCache(path, claim_ttl_s=60)
+    owner = RequestCache(where, claim_ttl_s=60)
+    other = RequestCache(where, claim_ttl_s=60)
     assert owner.claim("e", [req(1)]) == ([req(1)], [])
 
     def age(seconds: float) -> None:

@@ -102,14 +102,24 @@ def test_a_server_that_lists_its_alias_and_answers_any_name(compose, api_key, ca
     with FakeJudge(models=["gen-a"]) as server:  # like text-generation-inference / llama.cpp: one alias listed
         problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
     assert problems == []
-    # one max_tokens=1 request per unlisted pool name; none for gen-a (listed) nor for the judge (not checked)
-    assert probes(server) == [("gen-b", 1, [{"role": "user", "content": "Hi"}]),
-                              ("gen-c", 1, [{"role": "user", "content": "Hi"}])]
+    # one max_tokens=1 request per unlisted name (pool members and the judge); none for gen-a (listed)
+    assert probes(server) == [(name, 1, [{"role": "user", "content": "Hi"}]) for name in ("gen-b", "gen-c", "judge-x")]
     assert server.gets == [("/v1/models", True)]
     notes = sorted(r.getMessage() for r in caplog.records if "not listed" in r.getMessage())
     assert notes == [f"preflight: {name} is not listed by {server.base_url} (it lists: gen-a) but answers requests; "
-                     "going on" for name in ("gen-b", "gen-c")]
+                     "going on" for name in ("gen-b", "gen-c", "judge-x")]
     assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize("unknown_model", ["404", "vllm"])
+def test_a_judge_the_endpoint_does_not_serve(compose, api_key, unknown_model):
+    cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b]", "judge=served", "judge.model.path=judge-y")
+    with FakeJudge(models=["gen-a", "gen-b", "judge-x"], unknown_model=unknown_model) as server:
+        problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
+    assert problems == [f"judge.model: judge-y is not served by {server.base_url} (it serves: gen-a, gen-b, judge-x) "
+                        "— fix judge.model.path=..., or point judge.model.engine.base_url at the server that has it"]
+    assert probes(server) == [("judge-y", 1, [{"role": "user", "content": "Hi"}])]  # one probe: the judge's name
+    assert server.paid == []
 
 
 def test_a_probe_whose_key_is_refused_says_so(compose, api_key, monkeypatch):
@@ -127,7 +137,7 @@ def test_a_probe_whose_key_is_refused_says_so(compose, api_key, monkeypatch):
     cfg = config(compose, "pool=served", "pool.models=[gen-a,gen-b,gen-c]", "judge=served", "judge.model.path=judge-x")
     with FakeJudge(models=["gen-a"]) as server:
         problems = preflight(cfg, env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY})
-    assert len(server.requests) == 2
+    assert len(server.requests) == 3  # gen-b, gen-c and the judge are not listed: one probe each
     assert problems == [f"pool.models gen-a, gen-b, gen-c and judge.model judge-x at {server.base_url}: the key was "
                         "refused (HTTP 403) — check OPENAI_API_KEY (any non-empty value for a local server without "
                         "auth)"]

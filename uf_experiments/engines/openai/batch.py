@@ -7,9 +7,9 @@ creates a batch on ``/v1/chat/completions``, polls it with backoff, downloads it
 emits one Completion per request (``batch=True``; usage from each line's response body; a failed line is a
 Completion with ``text=None`` and its reason).
 
-Durable. Every batch is recorded in SQLite (``state_path``, the request cache's file: tables ``batches``,
-``batch_requests``, ``batch_results`` of ``batch_state.py``, on their own connection) before it is waited on, its
-requests under the request cache's key (``cache_key(engine identity, request)``, stable across runs). So after a
+Durable. Every batch is recorded in the request cache's database (``state_path``: its file or ``cache.url``; tables
+``batches``, ``batch_requests``, ``batch_results`` of ``batch_state.py``) before it is waited on, its requests under
+the request cache's key (``cache_key(engine identity, request)``, stable across runs). So after a
 stop or a ``kill -9``, a re-run:
 
 - never submits a request that sits in a live batch again: it re-attaches to that batch and waits for it (a
@@ -34,7 +34,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from uf_experiments.core.records import Completion, Request
@@ -97,7 +96,7 @@ class OpenAIBatchEngine(EndpointEngine):
         self.poll_initial_s, self.poll_max_s, self.poll_factor = poll_initial_s, poll_max_s, poll_factor
         self.max_batch_retries = max_batch_retries
         self.completion_window = completion_window
-        self.state_path = Path(state_path or "outputs/cache/requests.sqlite")
+        self.state_path = str(state_path or "outputs/cache/requests.sqlite")  # a file, or a postgresql:// URL
         self._state: BatchState | None = None
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None

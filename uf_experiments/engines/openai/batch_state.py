@@ -1,7 +1,8 @@
-"""The Batch API engine's bookkeeping, in the request cache's SQLite file (its own connection, through
-``engines/sqlite.py``): ``batches`` (every uploaded input file and the batch made from it), ``batch_requests``
-(the requests, by cache key, each batch holds) and ``batch_results`` (paid lines not emitted yet). A batch is
-recorded before it is created, so a re-run after a stop or a ``kill -9`` re-attaches to it instead of paying again.
+"""The Batch API engine's bookkeeping, in the request cache's database (a SQLite file or ``cache.url``'s
+PostgreSQL; its own connection, through ``engines/db.py``): ``batches`` (every uploaded input file and the batch
+made from it), ``batch_requests`` (the requests, by cache key, each batch holds) and ``batch_results`` (paid lines
+not emitted yet). A batch is recorded before it is created, so a re-run after a stop or a ``kill -9`` re-attaches
+to it instead of paying again.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from uf_experiments.core.records import Usage
+from uf_experiments.engines.db import ensure_schema, open_db
 from uf_experiments.engines.openai.batch_format import LineResult
-from uf_experiments.engines.sqlite import connect, immediate, in_chunks, select_in
 
+STATE_VERSION = 1
 STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     input_file_id TEXT PRIMARY KEY,   -- one uploaded input file = one batch
@@ -54,6 +56,13 @@ CREATE TABLE IF NOT EXISTS batch_results (
 """
 
 
+# what "INSERT OR REPLACE" of a batch / a result line set (ON CONFLICT: the rest of the row as given)
+BATCH_COLUMNS = ("id", "engine", "model", "status", "created", "updated", "total", "completed", "failed",
+                 "output_file_id", "error_file_id", "reason", "consumed")
+RESULT_COLUMNS = ("batch_id", "text", "finish_reason", "error", "prompt_tokens", "completion_tokens", "cached_tokens",
+                  "created")
+
+
 @dataclass(frozen=True)
 class Submitted:
     """A batch as recorded in the state file."""
@@ -65,17 +74,16 @@ class Submitted:
 
 
 class BatchState:
-    """The engine's tables in the request cache's SQLite file (own connection; WAL + busy timeout)."""
+    """The engine's tables in the request cache's database (own connection)."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | Path, timeout_s: float = 60.0) -> None:
         self._lock = threading.Lock()  # the engine's event loop and worker threads share the connection
-        self._db = connect(self.path, timeout_s, check_same_thread=False)
-        self._db.executescript(STATE_SCHEMA)
+        self._db = open_db(location, timeout_s, check_same_thread=False)
+        ensure_schema(self._db, "batch_state", STATE_VERSION, STATE_SCHEMA)
 
     def _select(self, head: str, column: str, keys: Sequence[str], tail: str = "") -> list[tuple]:
         with self._lock:
-            return select_in(self._db, head, keys, column, tail)
+            return self._db.select_in(head, keys, column, tail)
 
     def results(self, keys: Sequence[str]) -> dict[str, LineResult]:
         """Paid answers not emitted yet."""
@@ -86,7 +94,7 @@ class BatchState:
 
     def drop_results(self, keys: Sequence[str]) -> None:
         with self._lock:
-            in_chunks(self._db, "DELETE FROM batch_results WHERE key IN ({keys})", keys)
+            self._db.in_chunks("DELETE FROM batch_results WHERE key IN ({keys})", keys)
 
     def live(self, keys: Sequence[str]) -> dict[Submitted, set[str]]:
         """Batches not consumed yet that hold any of ``keys``, newest first, with the keys each holds."""
@@ -106,11 +114,13 @@ class BatchState:
     def record(self, input_file_id: str, engine: str, model: str, keys: Sequence[str]) -> Submitted:
         """Before the batch is created: the uploaded file and the requests it holds."""
         now = time.time()
-        with self._lock, immediate(self._db) as db:
-            db.execute("INSERT OR REPLACE INTO batches (input_file_id, id, engine, model, status, created, updated, "
-                       "total) VALUES (?, NULL, ?, ?, 'creating', ?, ?, ?)",
+        with self._lock, self._db.transaction() as db:
+            db.execute("INSERT INTO batches (input_file_id, id, engine, model, status, created, updated, total) "
+                       "VALUES (?, NULL, ?, ?, 'creating', ?, ?, ?) ON CONFLICT (input_file_id) DO UPDATE SET "
+                       + ", ".join(f"{c} = excluded.{c}" for c in BATCH_COLUMNS),
                        (input_file_id, engine, model, now, now, len(keys)))
-            db.executemany("INSERT OR IGNORE INTO batch_requests VALUES (?, ?)", [(input_file_id, k) for k in keys])
+            db.executemany("INSERT INTO batch_requests VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           [(input_file_id, k) for k in keys])
         return Submitted(input_file_id, None, "creating", now)
 
     def update(self, input_file_id: str, **fields: Any) -> None:
@@ -122,9 +132,10 @@ class BatchState:
     def consume(self, input_file_id: str, batch_id: str, lines: Mapping[str, LineResult], **fields: Any) -> None:
         """In one transaction: every paid line of the batch into batch_results, the batch marked read."""
         now = time.time()
-        with self._lock, immediate(self._db) as db:
+        with self._lock, self._db.transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO batch_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in RESULT_COLUMNS),
                 [(k, batch_id, r.text, r.finish_reason, r.error, r.usage.prompt_tokens, r.usage.completion_tokens,
                   r.usage.cached_tokens, now) for k, r in lines.items() if r.paid])
             sets = {**fields, "consumed": 1, "updated": now}

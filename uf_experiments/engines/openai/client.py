@@ -5,7 +5,7 @@
   (``check_config``);
 - :func:`chat_body`: the chat-completions body of one request (the Batch API writes the same body into its files);
 - :class:`RateLimiter` and :func:`estimate_tokens`: request starts and estimated tokens under per-minute limits;
-- :class:`Breaker` and :func:`breaker_transport`: the circuit breaker on every HTTP attempt.
+- :class:`Breaker`: the circuit breaker the online engine's HTTP path (``chat.py``) feeds with every attempt.
 
 The API key comes only from ``OPENAI_API_KEY``; the base URL from the model config or ``OPENAI_BASE_URL``. The
 ``openai`` SDK is imported only when a client is built.
@@ -172,33 +172,3 @@ class Breaker:
                 log.error("endpoint down: %d connection failures over %.0f s (%s)", self.count,
                           now - self.first_failure, reason)
             self.opened.set()
-
-
-def breaker_transport(breaker: Breaker) -> Any:
-    """An HTTP transport that reports every attempt to ``breaker`` and fails at once while it is open. It is the
-    SDK's aiohttp transport (``openai.DefaultAioHttpClient``'s: half the client CPU per request of the default
-    httpx one, which matters at hundreds of requests in flight), or the httpx one where aiohttp is missing."""
-    import httpx2
-    import openai
-
-    try:
-        from openai._vendor.httpx_aiohttp import AiohttpTransport as Base
-    except ImportError:  # an SDK without the aiohttp transport
-        Base = httpx2.AsyncHTTPTransport
-
-    class CircuitOpen(openai.OpenAIError):  # an OpenAIError: the SDK re-raises it without retrying
-        pass
-
-    class BreakerTransport(Base):  # type: ignore[misc, valid-type]
-        async def handle_async_request(self, request: Any) -> Any:
-            if breaker.opened.is_set():
-                raise CircuitOpen(f"endpoint down: {breaker.reason}")
-            try:
-                response = await super().handle_async_request(request)
-            except (httpx2.TransportError, OSError) as exc:
-                breaker.fail(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-                raise
-            breaker.ok()
-            return response
-
-    return BreakerTransport()

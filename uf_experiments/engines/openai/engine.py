@@ -1,11 +1,12 @@
-"""OpenAI-compatible engine on ``openai.AsyncOpenAI``: OpenAI, any compatible provider, or a local
-``python -m vllm.entrypoints.openai.api_server``.
+"""OpenAI-compatible engine (chat completions, one request per call): OpenAI, any compatible provider, or a local
+``python -m vllm.entrypoints.openai.api_server``. Its HTTP path is ``chat.py`` (``aiohttp`` + ``tenacity``, the
+``openai`` SDK's retry policy without its per-request cost); the SDK is not imported.
 
 - One client and one rate limiter for the whole run (per event loop): request starts and estimated tokens stay
   under the per-minute limits across stages and judge re-asks; at most ``max_in_flight`` requests at once (the
   scheduler's worker runs that many single-request ``complete`` calls).
-- The SDK's own retry (exponential backoff with jitter, honouring ``Retry-After``) on 429, 5xx, timeouts and
-  dropped connections; other 4xx are not retried and are recorded on that request.
+- The SDK's retry policy (exponential backoff with jitter, honouring ``Retry-After``; ``chat.py``) on 429, 5xx,
+  timeouts and dropped connections; other 4xx are not retried and are recorded on that request.
 - One failed request never fails its neighbours: the failure is on its Completion (``text=None``, ``error``).
 - A circuit breaker watches every HTTP attempt: when the endpoint fails at the connection level (refused, reset,
   DNS, connect/read timeouts) for ``breaker_window_s`` with at least ``breaker_failures`` failed attempts and no
@@ -15,8 +16,7 @@
 - Usage (prompt, completion, cached prompt tokens) from every response.
 
 The API key comes only from ``OPENAI_API_KEY``; the base URL from the model config or ``OPENAI_BASE_URL``. The
-limiter, breaker, transport, request body and connection settings are in ``client.py`` (shared with the Batch
-API engine).
+limiter, breaker, request body and connection settings are in ``client.py`` (shared with the Batch API engine).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any
 
 from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.base import Emit, EngineDown, run_sync
+from uf_experiments.engines.openai.chat import APIStatusError, ChatClient, ChatError
 from uf_experiments.engines.openai.client import (
     Breaker,
     Endpoint,
     EndpointEngine,
     RateLimiter,
-    breaker_transport,
     chat_body,
     estimate_tokens,
 )
@@ -84,36 +84,32 @@ class OpenAIEngine(EndpointEngine):
         """The client, limiter and breaker of the running event loop (one set for the whole run)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            import openai
-
             self._breaker = Breaker(self.breaker_failures, self.breaker_window_s)
-            http = openai.DefaultAsyncHttpxClient(transport=breaker_transport(self._breaker))
-            self._client = self.endpoint.client(http)
+            self._client = ChatClient(self.endpoint, self._breaker)
             self._limiter = RateLimiter(self.rpm, self.tpm, self.rate_window_s)
             self._loop = loop
         return self._client, self._limiter, self._breaker  # type: ignore[return-value]
 
-    async def _one(self, client: Any, limiter: RateLimiter, req: Request) -> Completion:
-        import openai
-
+    async def _one(self, client: ChatClient, limiter: RateLimiter, req: Request) -> Completion:
         await limiter.acquire(estimate_tokens(req))
         try:
-            resp = await client.chat.completions.create(**chat_body(self.model, req))
-        except openai.APIStatusError as exc:
+            resp = await client.create(chat_body(self.model, req))
+        except APIStatusError as exc:
             return Completion(req, None, error=f"HTTP {exc.status_code}: {exc.message}")
-        except openai.OpenAIError as exc:  # timeouts, dropped connections after the SDK's retries; an open breaker
+        except ChatError as exc:  # timeouts, dropped connections after the retries; an open breaker
             return Completion(req, None, error=f"{type(exc).__name__}: {exc}")
-        choice = resp.choices[0]
-        u = resp.usage
-        details = getattr(u, "prompt_tokens_details", None) if u else None
+        choice = resp["choices"][0]
+        u = resp.get("usage")
+        details = u.get("prompt_tokens_details") if u else None
         usage = Usage(
-            u.prompt_tokens if u else 0,
-            u.completion_tokens if u else 0,
-            (getattr(details, "cached_tokens", 0) or 0) if details else 0,
+            u.get("prompt_tokens") or 0 if u else 0,
+            u.get("completion_tokens") or 0 if u else 0,
+            (details.get("cached_tokens") or 0) if details else 0,
         )
-        text = choice.message.content
-        error = None if text is not None else f"no content in the reply (finish_reason={choice.finish_reason})"
-        return Completion(req, text, usage, choice.finish_reason, error=error)
+        text = (choice.get("message") or {}).get("content")
+        finish = choice.get("finish_reason")
+        error = None if text is not None else f"no content in the reply (finish_reason={finish})"
+        return Completion(req, text, usage, finish, error=error)
 
     async def complete(self, requests: Sequence[Request], emit: Emit) -> None:
         client, limiter, breaker = self._ensure()

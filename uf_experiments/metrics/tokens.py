@@ -1,0 +1,85 @@
+"""Exact prompt-token counts for a local model directory without ``transformers`` (which imports torch: seconds
+for ``plan=true`` on the demo).
+
+A model directory with a ``tokenizer.json`` and a Jinja chat template (``chat_template.jinja``, or the
+``chat_template`` string of ``tokenizer_config.json``) is counted the way ``transformers`` counts it: the
+template rendered as ``apply_chat_template(messages, add_generation_prompt=True, tokenize=False)`` renders it (a
+sandboxed Jinja environment with ``trim_blocks``, ``lstrip_blocks``, the ``loopcontrols`` extension,
+``raise_exception``, ``strftime_now``, the ``tojson`` filter, the special tokens as variables), then encoded by
+the ``tokenizers`` library without adding special tokens. A template this does not cover (``{% generation %}``
+blocks, several named templates) returns None, and the caller falls back to ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SPECIAL = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _template(model_dir: Path, config: dict[str, Any]) -> str | None:
+    file = model_dir / "chat_template.jinja"
+    if file.is_file():
+        return file.read_text(encoding="utf-8")
+    found = config.get("chat_template")
+    return found if isinstance(found, str) else None  # a list of named templates: transformers' job
+
+
+def _special_tokens(config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in SPECIAL:
+        value = config.get(key)
+        if isinstance(value, dict):  # an AddedToken written out
+            value = value.get("content")
+        if isinstance(value, str):
+            out[key] = value
+    extra = config.get("additional_special_tokens") or config.get("extra_special_tokens")
+    if isinstance(extra, list):
+        out["additional_special_tokens"] = [t.get("content") if isinstance(t, dict) else t for t in extra]
+    return out
+
+
+def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | None:
+    """A prompt-token counter for ``model_dir``'s chat messages, or None (no tokenizer.json / template, or a
+    template this module does not cover)."""
+    model_dir = Path(model_dir)
+    tok_file, cfg_file = model_dir / "tokenizer.json", model_dir / "tokenizer_config.json"
+    if not tok_file.is_file():
+        return None
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file() else {}
+        source = _template(model_dir, config)
+        if source is None or "generation" in source.replace("add_generation_prompt", ""):
+            return None
+        import jinja2.exceptions
+        import jinja2.ext
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from tokenizers import Tokenizer
+
+        def raise_exception(message: str) -> None:
+            raise jinja2.exceptions.TemplateError(message)
+
+        def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+                   sort_keys: bool = False) -> str:
+            return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+        env.filters["tojson"] = tojson
+        env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        template = env.from_string(source)
+        tokenizer = Tokenizer.from_file(str(tok_file))
+        special = _special_tokens(config)
+    except Exception:  # noqa: BLE001 - anything unusual: transformers decides
+        return None
+
+    def count(messages: Sequence[Any]) -> int:
+        text = template.render(messages=list(messages), tools=None, documents=None, add_generation_prompt=True,
+                               **special)
+        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+    return count
