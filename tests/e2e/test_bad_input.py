@@ -198,7 +198,8 @@ def test_cli_row(row: Row, tmp_path: Path, fake_hub: str):
     for key, value in row.env.items():
         env.pop(key, None) if value is None else env.__setitem__(key, value)
     proc = subprocess.run(
-        [sys.executable, "-m", "uf_experiments", *row.cli, f"hydra.run.dir={tmp_path / 'run'}",
+        [sys.executable, "-m", "uf_experiments", *row.cli, *([] if any(a.startswith("pool=") for a in row.cli)
+                                                             else ["pool=tiny"]), f"hydra.run.dir={tmp_path / 'run'}",
          f"hydra.sweep.dir={tmp_path / 'sweep'}", f"cache.path={tmp_path / 'cache.sqlite'}"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2  # bad configuration or input (docs/stopping-and-resuming.md, exit codes)

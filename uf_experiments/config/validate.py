@@ -78,8 +78,8 @@ def validate(cfg: DictConfig) -> None:
     for where, model in models:
         if not model.engine or "_target_" not in model.engine:
             raise ConfigError(f"{where}.engine needs a _target_ (an engine class, see conf/model/)")
-        if model.path is None and model.tiny is None:
-            raise ConfigError(f"{where} needs a path (hub id, local dir or API model name) or a tiny spec")
+        if model.path is None and model.tiny is None and model.packaged is None:
+            raise ConfigError(f"{where} needs a path (hub id, local dir or API model name), a tiny or a packaged spec")
         problem = _engine_problem(model.engine)
         if problem:
             raise SetupError(f"{where} ({model.name}): {problem}")

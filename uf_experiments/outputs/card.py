@@ -151,7 +151,11 @@ def _what(model: Mapping[str, Any]) -> str:
     if tiny:
         return (f"tiny random-weight Llama (seed {tiny.get('seed')}, hidden size {tiny.get('hidden_size')}, "
                 f"{tiny.get('num_layers')} layers), built offline")
-    return f"`{model.get('path')}`"
+    packaged = model.get("packaged")
+    what = (f"`{packaged.get('gguf_file')}` from the PyPI wheel `{packaged.get('package')}=={packaged.get('version')}`"
+            if packaged else f"`{model.get('path')}`")
+    own = [f"{k} {model.get(k)}" for k in ("temperature", "top_p", "max_new_tokens") if model.get(k) is not None]
+    return what + (f" ({', '.join(own)})" if own else "")
 
 
 def _engine(model: Mapping[str, Any]) -> str:

@@ -49,16 +49,17 @@ def plan_run(cfg: RunConfig, cache: RequestCache | None, label: str, lengths: Le
         reqs = [r for reqs in per_prompt for r in reqs if r.model == name]
         if not reqs:
             continue
-        path = resolve_model_path(model)
+        path = resolve_model_path(model, fetch=False)  # a plan fetches nothing
         hits = cache.get_many(model_identity(model, path), reqs) if cache else {}
         known.update(hits)
-        mean, var = _per_request(lengths.get("generation", {}).get(name), gen_out)
+        own_out = cfg.planning.generation_output_tokens or reqs[0].max_tokens  # a member may set its own cap
+        mean, var = _per_request(lengths.get("generation", {}).get(name), own_out)
         expected_text[name] = mean
         entry = stages["generation"].setdefault(name, empty_entry())
         for r in reqs:
             add_request(entry, model, path, r.messages, mean, hits.get(r.key), var)
     jm = cfg.judge.model
-    jpath = resolve_model_path(jm)
+    jpath = resolve_model_path(jm, fetch=False)
     jid = model_identity(jm, jpath)
     entry = stages["judge"].setdefault(jm.name, empty_entry())
     judge_mean, judge_var = _per_request(lengths.get("judge", {}).get(jm.name), judge_out)
@@ -78,7 +79,8 @@ def plan_run(cfg: RunConfig, cache: RequestCache | None, label: str, lengths: Le
             finish_entry(e)
     notes = []
     if pilot is None:
-        notes.append(f"outputs assumed {gen_out} tokens per completion and {judge_out} per judge reply (upper bounds "
+        caps = "/".join(str(c) for c in sorted({int(v) for v in expected_text.values()}) or [gen_out])  # per member
+        notes.append(f"outputs assumed {caps} tokens per completion and {judge_out} per judge reply (upper bounds "
                      "unless planning.*_output_tokens is set; planning.pilot=20 measures them instead)")
     else:
         notes.append(f"pilot: the first {pilot['prompts']} prompts were run for real (${pilot['paid_usd']:.4f} spent, "

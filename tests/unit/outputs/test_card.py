@@ -133,9 +133,9 @@ def test_the_card_command_line_rewrites_it_from_the_run_dir(run_dir: Path):
 
 
 @pytest.mark.parametrize(("overrides", "statement"), [
-    ([], "Every model here, the judge included, is a tiny Llama with random weights"),
-    (["judge=served", "judge.model.path=judge-x", "pool.size=3"], "tiny_a, tiny_b and tiny_c are tiny Llamas with "
-                                                                  "random weights"),
+    (["pool=tiny"], "Every model here, the judge included, is a tiny Llama with random weights"),
+    (["pool=tiny", "judge=served", "judge.model.path=judge-x", "pool.size=3"],
+     "tiny_a, tiny_b and tiny_c are tiny Llamas with random weights"),
     (["pool=served", "pool.models=[a,b]"], "tiny_judge (judge) is a tiny Llama with random weights"),
 ])
 def test_tiny_random_models_are_stated_first(overrides: list[str], statement: str):
