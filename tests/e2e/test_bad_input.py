@@ -87,7 +87,7 @@ ROWS = [
     Row("bad-sweep-value", "`uf-experiments -m pool.size=2,abc`",
         "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not be converted to Integer",
         "nothing: every value of the sweep is composed before any job starts", cli=["-m", "pool.size=2,abc"]),
-    Row("sweep-invalid-cell", "`uf-experiments -m pool.size=2,3 sampling.n=2,3` (the cell pool.size=2, "
+    Row("sweep-invalid-cell", "`uf-experiments -m pool=tiny pool.size=2,3 sampling.n=2,3` (the cell pool.size=2, "
         "sampling.n=3 cannot run)",
         "skipped sweep cell pool.size=2 sampling.n=3: sampling.n=3 must be between 1 and pool.size=2 (n distinct "
         "models per prompt)",
@@ -358,7 +358,7 @@ def sweep_invalid_cell(mp: pytest.MonkeyPatch, tmp: Path) -> str:
     cells = [[f"pool.size={s}", f"sampling.n={n}"] for s in (2, 3) for n in (2, 3)]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        batches = only_valid([cells], compose_config, tmp, swept_keys(cells))
+        batches = only_valid([cells], lambda cell: compose_config(["pool=tiny", *cell]), tmp, swept_keys(cells))
     assert batches == [[cells[0], cells[2], cells[3]]]
     assert [c["overrides"] for c in json.loads((tmp / "skipped_cells.json").read_text())] == [cells[1]]
     (line,) = err.getvalue().splitlines()

@@ -43,11 +43,11 @@ def test_help_puts_what_it_does_the_knobs_and_examples_before_the_groups(tmp_pat
         assert f"\n  {knob}" in knobs, knob
     examples = page[at[2]:at[3]]
     assert "\n  uf-experiments  " in examples  # the demo
-    assert "uf-experiments -m pool.size=2,4 sampling.n=2,3" in examples
+    assert "uf-experiments -m pool=tiny pool.size=2,4 sampling.n=2,3" in examples
     assert "uf-experiments experiment=rejudge dataset.path=" in examples
     assert "outputs/runs/DATE/TIME_EXPERIMENT/" in page[at[3]:at[4]]
     groups = page[at[4]:at[5]]
-    assert "\npool: none, openai, paper_open, seed, served, tiny\n" in groups
+    assert "\npool: none, openai, paper_open, seed, served, smollm2, tiny\n" in groups
     assert "\nexperiment: api_quickstart, demo," in groups
     assert "== Config ==" not in page  # Hydra's default page dumps the whole config; `--cfg job` does that
     assert not (tmp_path / "outputs").exists()
@@ -56,5 +56,5 @@ def test_help_puts_what_it_does_the_knobs_and_examples_before_the_groups(tmp_pat
 def test_help_lists_the_groups_of_a_user_config_dir(tmp_path):
     proc = cli("--config-dir", str(REPO / "examples" / "my_conf"), "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "\npool: my_pool, none, openai, paper_open, seed, served, tiny\n" in proc.stdout
-    assert "experiment: api_quickstart, demo, my_experiment," in proc.stdout
+    assert "\npool: my_pool, none, openai, paper_open, seed, served, smollm2, tiny\n" in proc.stdout
+    assert "experiment: api_quickstart, demo, demo_tiny, my_experiment," in proc.stdout
