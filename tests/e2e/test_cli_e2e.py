@@ -122,7 +122,7 @@ def test_wandb_offline_run_and_no_secret(demo_run):
     run = read_run(runs[0])  # read back from the .wandb file itself
     summary = json.loads((demo_run / "summary.json").read_text())
     assert run["group"] == "" and run["job_type"] == "demo"  # a single run has no sweep group
-    assert run["name"] == "dataset.limit=6,pool.size=3,sampling.n=2,seed=7"
+    assert run["name"] == "dataset.limit=6,pool.size=3,pool=tiny,sampling.n=2,seed=7"
     assert run["config"]["pool"]["size"] == 3 and run["config"]["seed"] == 7
     assert run["summary"]["cost_usd/total"] == summary["cost_usd"]["total"]
     assert run["summary"]["counts/pairs"] == summary["counts"]["pairs"]
@@ -159,8 +159,8 @@ def test_multirun_sweep_has_one_dir_per_job(demo_run, tmp_path):
                    shared_cache(demo_run, tmp_path), cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")
-    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,sampling.n=2,seed=7",
-                                      "1_dataset.limit=3,pool.size=3,sampling.n=2,seed=7"]
+    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,pool=tiny,sampling.n=2,seed=7",
+                                      "1_dataset.limit=3,pool.size=3,pool=tiny,sampling.n=2,seed=7"]
     for job in jobs:  # one offline W&B run per job, all in the sweep's group, named by the overrides
         run = read_run(next((job / "wandb").glob("offline-run-*/run-*.wandb")))
         assert run["group"] == "sweep" and run["job_type"] == "demo"

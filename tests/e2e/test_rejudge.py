@@ -80,7 +80,7 @@ def test_rejudging_an_earlier_demo_run_with_its_own_judge_agrees_with_it(tmp_pat
     """The demo's tiny models and judge, then the same judge over that run's rated.parquet: the requests are the
     ones the demo sent, so they come from the cache and every rating agrees (aspects without world knowledge)."""
     cache = f"cache.path={tmp_path / 'c.sqlite'}"
-    demo = run(compose_config(["dataset.limit=4", "pool.size=2", "tracking=none", cache,
+    demo = run(compose_config(["experiment=demo_tiny", "dataset.limit=4", "pool.size=2", "tracking=none", cache,
                                "aspect=[instruction_following,honesty]"]), tmp_path / "demo")
     again = run(compose_config(["experiment=rejudge", f"dataset.path={tmp_path / 'demo'}", "judge=tiny",
                                 "aspect=[instruction_following,honesty]", "tracking=none", cache]),

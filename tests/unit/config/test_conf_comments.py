@@ -29,6 +29,7 @@ TOKEN = re.compile(
 CONTEXT = {
     "config.yaml": [],
     "model/base/tiny.yaml": ["pool=tiny"],
+    "execution/ray.yaml": ["execution=ray", "pool=tiny"],  # its examples name the tiny pool's models
     "model/base/smollm2.yaml": [],  # the default demo's pool
     "model/base/vllm_gpu.yaml": ["pool=seed"],
     "model/base/openai_api.yaml": ["judge=served", "judge.model.path=some-model"],

@@ -57,7 +57,7 @@ def test_gpus_per_replica_default_to_tensor_times_pipeline_parallel(engine, gpus
 ])
 def test_bad_placement_knobs_are_refused_with_the_key(compose, override, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        validate(resolve(compose(["execution=ray", override])))
+        validate(resolve(compose(["execution=ray", "pool=tiny", override])))
 
 
 def test_joining_a_cluster_does_not_declare_its_gpus(compose):
@@ -217,7 +217,7 @@ def test_no_replica_left_stops_naming_model_and_node(ray_local):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_model_no_node_can_hold_is_refused_before_it_starts(ray_local, compose):
-    cfg = compose(["execution=ray", "pool.models.tiny_b.engine.num_gpus=8"])
+    cfg = compose(["execution=ray", "pool=tiny", "pool.models.tiny_b.engine.num_gpus=8"])
     validate(resolve(cfg))
     execution = RayExecution(typed(cfg), time.time())
     with pytest.raises(ConfigError, match=r"pool\.models\.tiny_b\.engine\.num_gpus=8: no node of the Ray cluster has "
