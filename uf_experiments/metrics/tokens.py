@@ -8,6 +8,13 @@ sandboxed Jinja environment with ``trim_blocks``, ``lstrip_blocks``, the ``loopc
 ``raise_exception``, ``strftime_now``, the ``tojson`` filter, the special tokens as variables), then encoded by
 the ``tokenizers`` library without adding special tokens. A template this does not cover (``{% generation %}``
 blocks, several named templates) returns None, and the caller falls back to ``transformers``.
+
+Encoding is most of a plan's time (the demo's 432 prompts are ~330,000 tokens; ``tokenizers`` spends most of it
+splitting the text into pieces, not in BPE, and ``encode_batch`` runs on one thread here). For a byte-level BPE
+tokenizer (GPT-2's pre-tokenizer regex, no normalizer: the tiny models) :func:`chunked_count` cuts the text before
+each space that follows a printable ASCII character, where the regex starts a piece anyway, encodes each distinct
+chunk once and adds the counts up: the same number, tested, at a tenth of the time. Any other tokenizer encodes the
+whole text.
 """
 
 from __future__ import annotations
@@ -77,9 +84,58 @@ def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | Non
     except Exception:  # noqa: BLE001 - anything unusual: transformers decides
         return None
 
+    encoded = chunked_count(tokenizer) or (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
+
     def count(messages: Sequence[Any]) -> int:
         text = template.render(messages=list(messages), tools=None, documents=None, add_generation_prompt=True,
                                **special)
-        return len(tokenizer.encode(text, add_special_tokens=False).ids)
+        return encoded(text)
 
+    return count
+
+
+PROBE = "Hi  there,\n  x y's 'S 12 345 \u2014 na\u00efve caf\u00e9 \u5317\u4eac \U0001f642\t\tend.\n\n ok \u00a0 a  \n"
+
+
+def chunked_count(tokenizer: Any) -> Callable[[str], int] | None:
+    """``len(tokenizer.encode(text, add_special_tokens=False).ids)``, computed chunk by chunk with each distinct
+    chunk encoded once, for a tokenizer where that is exact; else None.
+
+    Exact when the text's pieces never cross a cut: no normalizer (it could join or move characters), GPT-2's
+    byte-level pre-tokenizer regex (it has no look-behind, and before a space that follows a printable ASCII
+    character it always starts a new piece: letters, digits and punctuation runs stop at a space), added tokens
+    matched as written (no space inside, no ``lstrip``/``rstrip``/``single_word``, which could reach across a cut),
+    no truncation or padding, and deterministic BPE (no dropout). A probe text is counted both ways before the
+    counter is used."""
+    pre = tokenizer.pre_tokenizer
+    if (tokenizer.normalizer is not None or type(pre).__name__ != "ByteLevel" or not pre.use_regex
+            or pre.add_prefix_space or tokenizer.truncation is not None or tokenizer.padding is not None
+            or type(tokenizer.model).__name__ != "BPE" or tokenizer.model.dropout is not None):
+        return None
+    added = list(tokenizer.get_added_tokens_decoder().values())
+    if any(" " in t.content or t.lstrip or t.rstrip or t.single_word for t in added):
+        return None
+    memo: dict[str, int] = {}
+    get = memo.get
+
+    def encoded(chunk: str) -> int:
+        n = memo[chunk] = len(tokenizer.encode(chunk, add_special_tokens=False).ids)
+        return n
+
+    def count(text: str) -> int:
+        parts = text.split(" ")
+        total, chunk = 0, parts[0]
+        for part in parts[1:]:
+            if chunk and "!" <= chunk[-1] <= "~":  # a piece ends here: a new chunk starts with the space
+                n = get(chunk)
+                total += encoded(chunk) if n is None else n
+                chunk = " " + part
+            else:  # after whitespace or a non-ASCII character: the space may belong to the piece before
+                chunk += " " + part
+        n = get(chunk)
+        return total + (encoded(chunk) if n is None else n)
+
+    probe = PROBE + "".join(f"{t.content}x {t.content} " for t in added)
+    if count(probe) != len(tokenizer.encode(probe, add_special_tokens=False).ids):
+        return None
     return count

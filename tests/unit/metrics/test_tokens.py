@@ -57,3 +57,40 @@ def test_what_it_leaves_to_transformers(tiny_dir, tmp_path, config):
 
 def test_no_tokenizer_file(tmp_path):
     assert light_counter(tmp_path) is None
+
+
+def test_chunked_counts_equal_whole_text_encoding(tiny_dir):
+    """The chunk-by-chunk count (metrics/tokens.py: each distinct chunk encoded once) is the whole text's count,
+    on random text made of what could break a cut: runs of spaces, tabs and newlines, contractions, digits,
+    punctuation, non-ASCII letters and spaces, emoji and the special tokens."""
+    import random
+
+    from tokenizers import Tokenizer
+
+    from uf_experiments.metrics.tokens import chunked_count
+
+    tok = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    count = chunked_count(tok)
+    assert count is not None
+    alphabet = ["a", "bc", "The", " ", " ", "  ", "\n", "\n\n", "\t", "'s", "'ll", "'", "1", "234", ".", ",", "!?",
+                "--", "é", "ü", "北京", "\u00a0", "\u3000", "\u2003", "\x1c", "\U0001f642", "<|im_start|>",
+                "<|im_end|>", "<|endoftext|>", "<", "|", ">", "x"]
+    rng = random.Random(7)
+    texts = ["", " ", "  x", "x  ", "a\n b", "<|im_end|> ok", "it's  1 2"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(600)]
+    for text in texts:
+        assert count(text) == len(tok.encode(text, add_special_tokens=False).ids), repr(text)
+    assert count(texts[-1]) == count(texts[-1])  # the second time from the memo
+
+
+def test_chunked_count_only_where_it_is_exact(tiny_dir):
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+
+    from uf_experiments.metrics.tokens import chunked_count
+
+    with_normalizer = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    with_normalizer.normalizer = normalizers.Lowercase()
+    other_split = Tokenizer.from_file(str(tiny_dir / "tokenizer.json"))
+    other_split.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert chunked_count(with_normalizer) is None
+    assert chunked_count(other_split) is None
