@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ def _special_tokens(config: dict[str, Any]) -> dict[str, Any]:
 
 def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | None:
     """A prompt-token counter for ``model_dir``'s chat messages, or None (no tokenizer.json / template, or a
-    template this module does not cover)."""
+    template this module does not cover). Models with the same template and tokenizer (a pool of tiny models)
+    share the compiled template and the encoder, with its chunk counts."""
     model_dir = Path(model_dir)
     tok_file, cfg_file = model_dir / "tokenizer.json", model_dir / "tokenizer_config.json"
     if not tok_file.is_file():
@@ -62,29 +64,11 @@ def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | Non
         source = _template(model_dir, config)
         if source is None or "generation" in source.replace("add_generation_prompt", ""):
             return None
-        import jinja2.exceptions
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-        from tokenizers import Tokenizer
-
-        def raise_exception(message: str) -> None:
-            raise jinja2.exceptions.TemplateError(message)
-
-        def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-                   sort_keys: bool = False) -> str:
-            return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-        env.filters["tojson"] = tojson
-        env.globals["raise_exception"] = raise_exception
-        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-        template = env.from_string(source)
-        tokenizer = Tokenizer.from_file(str(tok_file))
+        template = _compiled(source)
+        encoded = _encoder(tok_file.read_text(encoding="utf-8"))
         special = _special_tokens(config)
     except Exception:  # noqa: BLE001 - anything unusual: transformers decides
         return None
-
-    encoded = chunked_count(tokenizer) or (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
 
     def count(messages: Sequence[Any]) -> int:
         text = template.render(messages=list(messages), tools=None, documents=None, add_generation_prompt=True,
@@ -92,6 +76,36 @@ def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | Non
         return encoded(text)
 
     return count
+
+
+@lru_cache(maxsize=16)
+def _compiled(source: str) -> Any:
+    """A chat template compiled the way transformers compiles it (once per distinct template)."""
+    import jinja2.exceptions
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+@lru_cache(maxsize=8)
+def _encoder(tokenizer_json: str) -> Callable[[str], int]:
+    """Tokens of a text (no special tokens added) for a tokenizer.json's content (once per distinct tokenizer)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    return chunked_count(tokenizer) or (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
 
 
 PROBE = "Hi  there,\n  x y's 'S 12 345 \u2014 na\u00efve caf\u00e9 \u5317\u4eac \U0001f642\t\tend.\n\n ok \u00a0 a  \n"
