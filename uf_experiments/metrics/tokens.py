@@ -108,35 +108,39 @@ def _encoder(tokenizer_json: str) -> Callable[[str], int]:
     return chunked_count(tokenizer) or (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
 
 
-PROBE = "Hi  there,\n  x y's 'S 12 345 \u2014 na\u00efve caf\u00e9 \u5317\u4eac \U0001f642\t\tend.\n\n ok \u00a0 a  \n"
+PROBE = ("Hi  there,\n  x y's 'S 12 345 \u2014 na\u00efve caf\u00e9 \u5317\u4eac \U0001f642\t\tend.\n\n ok \u00a0 a  \n"
+         "a\nb\n\nc.\n- d \n e\u00e9\nf\n")
 
 
 def chunked_count(tokenizer: Any) -> Callable[[str], int] | None:
     """``len(tokenizer.encode(text, add_special_tokens=False).ids)``, computed chunk by chunk with each distinct
     chunk encoded once, for a tokenizer where that is exact; else None.
 
-    Exact when the text's pieces never cross a cut: no normalizer (it could join or move characters), GPT-2's
-    byte-level pre-tokenizer regex (it has no look-behind, and before a space that follows a printable ASCII
-    character it always starts a new piece: letters, digits and punctuation runs stop at a space), added tokens
-    matched as written (no space inside, no ``lstrip``/``rstrip``/``single_word``, which could reach across a cut),
-    no truncation or padding, and deterministic BPE (no dropout). A probe text is counted both ways before the
-    counter is used."""
+    The text is cut into lines, and a line into words, only where the pre-tokenizer starts a new piece whatever
+    follows: after a newline between two printable ASCII characters (the newline is a piece of its own), and before
+    a space that follows a printable ASCII character (letters, digits and punctuation runs stop at a space). A
+    line seen before (a judge template's fixed text) costs one dictionary lookup, a new line one per word. Exact
+    when the text's pieces never cross a cut: no normalizer (it could join or move characters), GPT-2's byte-level
+    pre-tokenizer regex (no look-behind), added tokens matched as written (no whitespace inside, no
+    ``lstrip``/``rstrip``/``single_word``, which could reach across a cut), no truncation or padding, and
+    deterministic BPE (no dropout). A probe text is counted both ways before the counter is used."""
     pre = tokenizer.pre_tokenizer
     if (tokenizer.normalizer is not None or type(pre).__name__ != "ByteLevel" or not pre.use_regex
             or pre.add_prefix_space or tokenizer.truncation is not None or tokenizer.padding is not None
             or type(tokenizer.model).__name__ != "BPE" or tokenizer.model.dropout is not None):
         return None
     added = list(tokenizer.get_added_tokens_decoder().values())
-    if any(" " in t.content or t.lstrip or t.rstrip or t.single_word for t in added):
+    if any(any(c.isspace() for c in t.content) or t.lstrip or t.rstrip or t.single_word for t in added):
         return None
-    memo: dict[str, int] = {}
-    get = memo.get
+    words: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    get = words.get
 
     def encoded(chunk: str) -> int:
-        n = memo[chunk] = len(tokenizer.encode(chunk, add_special_tokens=False).ids)
+        n = words[chunk] = len(tokenizer.encode(chunk, add_special_tokens=False).ids)
         return n
 
-    def count(text: str) -> int:
+    def by_words(text: str) -> int:
         parts = text.split(" ")
         total, chunk = 0, parts[0]
         for part in parts[1:]:
@@ -148,6 +152,24 @@ def chunked_count(tokenizer: Any) -> Callable[[str], int] | None:
                 chunk += " " + part
         n = get(chunk)
         return total + (encoded(chunk) if n is None else n)
+
+    def count(text: str) -> int:
+        parts = text.split("\n")
+        total, chunk = 0, parts[0]
+        for part in parts[1:]:
+            if chunk and part and "!" <= chunk[-1] <= "~" and "!" <= part[0] <= "~":  # a cut after the newline
+                chunk += "\n"
+                n = lines.get(chunk)
+                if n is None:
+                    n = lines[chunk] = by_words(chunk)
+                total += n
+                chunk = part
+            else:
+                chunk += "\n" + part
+        n = lines.get(chunk)
+        if n is None:
+            n = lines[chunk] = by_words(chunk)
+        return total + n
 
     probe = PROBE + "".join(f"{t.content}x {t.content} " for t in added)
     if count(probe) != len(tokenizer.encode(probe, add_special_tokens=False).ids):
