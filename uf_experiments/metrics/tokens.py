@@ -11,14 +11,14 @@ blocks, several named templates) returns None, and the caller falls back to ``tr
 
 Encoding is most of a plan's time (the demo's 432 prompts are ~330,000 tokens; ``tokenizers`` spends most of it
 splitting the text into pieces, not in BPE, and ``encode_batch`` runs on one thread here). For a byte-level BPE
-tokenizer (GPT-2's pre-tokenizer regex, no normalizer: the tiny models) :func:`chunked_count` cuts the text before
-each space that follows a printable ASCII character, where the regex starts a piece anyway, encodes each distinct
-chunk once and adds the counts up: the same number, tested, at a tenth of the time. Any other tokenizer encodes the
-whole text.
+tokenizer (GPT-2's pre-tokenizer regex, no normalizer: the tiny models) :func:`chunked_count` cuts the text into
+lines and words only where that regex starts a piece anyway, encodes each distinct chunk once and adds the counts
+up: the same number (tested), about ten times faster on the demo. Any other tokenizer encodes the whole text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -65,7 +65,7 @@ def light_counter(model_dir: str | Path) -> Callable[[Sequence[Any]], int] | Non
         if source is None or "generation" in source.replace("add_generation_prompt", ""):
             return None
         template = _compiled(source)
-        encoded = _encoder(tok_file.read_text(encoding="utf-8"))
+        encoded = _encoder(tok_file.read_bytes())
         special = _special_tokens(config)
     except Exception:  # noqa: BLE001 - anything unusual: transformers decides
         return None
@@ -99,13 +99,19 @@ def _compiled(source: str) -> Any:
     return env.from_string(source)
 
 
-@lru_cache(maxsize=8)
-def _encoder(tokenizer_json: str) -> Callable[[str], int]:
-    """Tokens of a text (no special tokens added) for a tokenizer.json's content (once per distinct tokenizer)."""
-    from tokenizers import Tokenizer
+_ENCODERS: dict[str, Callable[[str], int]] = {}  # by the tokenizer.json's sha256
 
-    tokenizer = Tokenizer.from_str(tokenizer_json)
-    return chunked_count(tokenizer) or (lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
+
+def _encoder(tokenizer_json: bytes) -> Callable[[str], int]:
+    """Tokens of a text (no special tokens added) for a tokenizer.json's content (once per distinct tokenizer)."""
+    key = hashlib.sha256(tokenizer_json).hexdigest()
+    if key not in _ENCODERS:
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        _ENCODERS[key] = chunked_count(tokenizer) or (
+            lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids))
+    return _ENCODERS[key]
 
 
 PROBE = ("Hi  there,\n  x y's 'S 12 345 \u2014 na\u00efve caf\u00e9 \u5317\u4eac \U0001f642\t\tend.\n\n ok \u00a0 a  \n"
