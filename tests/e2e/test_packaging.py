@@ -56,7 +56,7 @@ def test_version_and_help_from_the_installed_script(installed, tmp_path):
     page = subprocess.run([installed.cli, "--help"], cwd=tmp_path, env=installed.env(), capture_output=True,
                           text=True, check=True).stdout
     assert page.startswith("uf-experiments: UltraFeedback-style preference data.")
-    assert "pool: none, openai, paper_open, seed, served, smollm2, tiny" in page  # the groups, read from the installed configs
+    assert "pool: none, openai, paper_open, seed, served, smollm2, tiny" in page  # read from the installed configs
 
 
 def test_plan_on_a_served_pool_from_a_directory_far_from_the_clone(installed, tmp_path):

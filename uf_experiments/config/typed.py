@@ -9,12 +9,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from uf_experiments.config.resolve import schema_node
 from uf_experiments.config.schema import ModelConfig, RunConfig
 
 
 def typed(cfg: DictConfig) -> RunConfig:
     """``cfg`` (composed, resolved, validated) as a :class:`RunConfig`; interpolations resolved, ``cfg`` untouched."""
-    merged = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+    merged = OmegaConf.merge(schema_node(RunConfig), cfg)
     config = OmegaConf.to_object(merged)
     assert isinstance(config, RunConfig)
     config.pool.models = {name: _model(m) for name, m in (config.pool.models or {}).items()}
@@ -25,4 +26,4 @@ def _model(model: Any) -> ModelConfig:
     """A roster member (``pool.models`` is untyped in the schema: a served pool lists names before resolve)."""
     if isinstance(model, ModelConfig):
         return model
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), model))  # type: ignore[return-value]
+    return OmegaConf.to_object(OmegaConf.merge(schema_node(ModelConfig), model))  # type: ignore[return-value]

@@ -4,7 +4,6 @@ never asked the judge about, why and with which exit code it stopped (:class:`St
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,8 @@ class StopState:
         self.reason: str | None = None
         self.code = EXIT_OK
         self.grace_s = grace_s
+        import asyncio  # here, not at the top: the CLI imports this module and --help / plan=true need no event loop
+
         self.event = asyncio.Event()
 
     def stop(self, reason: str, code: int) -> None:

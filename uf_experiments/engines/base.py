@@ -16,7 +16,6 @@ completion to the request cache as it is emitted.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -66,6 +65,8 @@ class Engine(Protocol):
 
 def run_sync(engine: Engine, requests: Sequence[Request], emit: Emit | None = None) -> list[Completion]:
     """Every request answered by ``engine`` outside any scheduler (tests, scripts), in request order."""
+    import asyncio  # here: resolving a config imports the engine classes, and plan=true needs no event loop
+
     got: dict[int, Completion] = {}
     index = {id(r): i for i, r in enumerate(requests)}
 

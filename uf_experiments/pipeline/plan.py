@@ -17,11 +17,10 @@ from uf_experiments.config.schema import RunConfig
 from uf_experiments.core.records import Completion, Request
 from uf_experiments.data.sources import load_prompts
 from uf_experiments.engines.build import resolve_model_path
-from uf_experiments.engines.cache import RequestCache
+from uf_experiments.engines.cache import RequestCache, engine_identity
 from uf_experiments.generation.requests import generation_requests
 from uf_experiments.judge.judging import make_items, request_for
 from uf_experiments.metrics.pricing import add_request, empty_entry, finish_entry, total_of
-from uf_experiments.pipeline.worker import model_identity
 
 Lengths = Mapping[str, Mapping[str, Mapping[str, float]]]  # stage -> model -> {"n", "mean", "sd"}
 
@@ -50,7 +49,7 @@ def plan_run(cfg: RunConfig, cache: RequestCache | None, label: str, lengths: Le
         if not reqs:
             continue
         path = resolve_model_path(model, fetch=False)  # a plan fetches nothing
-        hits = cache.get_many(model_identity(model, path), reqs) if cache else {}
+        hits = cache.get_many(engine_identity(model.engine, path), reqs) if cache else {}
         known.update(hits)
         own_out = cfg.planning.generation_output_tokens or reqs[0].max_tokens  # a member may set its own cap
         mean, var = _per_request(lengths.get("generation", {}).get(name), own_out)
@@ -60,7 +59,7 @@ def plan_run(cfg: RunConfig, cache: RequestCache | None, label: str, lengths: Le
             add_request(entry, model, path, r.messages, mean, hits.get(r.key), var)
     jm = cfg.judge.model
     jpath = resolve_model_path(jm, fetch=False)
-    jid = model_identity(jm, jpath)
+    jid = engine_identity(jm.engine, jpath)
     entry = stages["judge"].setdefault(jm.name, empty_entry())
     judge_mean, judge_var = _per_request(lengths.get("judge", {}).get(jm.name), judge_out)
     for p, reqs in zip(prompts, per_prompt, strict=True):

@@ -17,11 +17,11 @@ from uf_experiments.data.sources import check_inputs
 from uf_experiments.engines.build import prepare_packaged
 from uf_experiments.execution import start_execution
 from uf_experiments.metrics.pricing import format_plan
-from uf_experiments.pipeline.pilot import run_pilot
+from uf_experiments.pipeline.caches import open_cache
 from uf_experiments.pipeline.plan import plan_run
-from uf_experiments.pipeline.preflight import check_endpoints
-from uf_experiments.pipeline.stream import Run, open_cache
-from uf_experiments.tracking.wandb import start_tracker
+
+# the streaming part (pipeline/stream.py and what it imports: ~0.1 s), the pilot, the preflight and the tracker are
+# imported where a run needs them, so that ``plan=true`` does not load them
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         from uf_experiments.engines.openai.batch import BATCH_NOTICE
 
         log.warning("%s", BATCH_NOTICE)
+    from uf_experiments.pipeline.preflight import check_endpoints
+    from uf_experiments.pipeline.stream import Run
+    from uf_experiments.tracking.wandb import start_tracker
+
     t0 = time.perf_counter()
     loaded = check_inputs(config)  # the dataset and the cache path, before any model is loaded or called
     load_s = time.perf_counter() - t0
@@ -109,9 +113,13 @@ def prepare_models(config: RunConfig) -> list[tuple[str, str, str]]:
 
 def plan(config: RunConfig, card_config: dict[str, Any], run_dir: Path, name: str) -> dict[str, Any]:
     """``plan=true``: the plan (after a pilot with ``planning.pilot=K``), written to ``plan.json`` and logged."""
+    lengths, pilot = None, None
     if config.planning.pilot:
+        from uf_experiments.pipeline.pilot import run_pilot
+        from uf_experiments.pipeline.preflight import check_endpoints
+
         check_endpoints(config)  # a pilot sends requests; a plan alone calls nothing
-    lengths, pilot = run_pilot(config, card_config, run_dir) if config.planning.pilot else (None, None)
+        lengths, pilot = run_pilot(config, card_config, run_dir)
     cache = open_cache(config, read_only=True)
     try:
         found = plan_run(config, cache, name, lengths, pilot)
