@@ -31,7 +31,10 @@ from omegaconf import DictConfig  # noqa: E402
 from uf_experiments.config import register_configs  # noqa: E402
 
 Compose = Callable[..., DictConfig]
-pytest_plugins = ["tests.helpers.postgres"]  # pg_server, pg_url: a real PostgreSQL the tests start
+pytest_plugins = [
+    "tests.helpers.postgres",  # pg_server, pg_url: a real PostgreSQL the tests start
+    "tests.helpers.xdist_groups",  # --dist loadgroup keeps a file (or an xdist_group) on one worker
+]
 
 
 def compose_config(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:

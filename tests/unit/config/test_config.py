@@ -320,7 +320,7 @@ def _run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
 @pytest.mark.slow
 def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
     run_dir, models = tmp_path / "run", tmp_path / "models"
-    proc = _run_cli(["sampling.n=5", "pool.size=4", "tracking=none", f"hydra.run.dir={run_dir}"], tmp_path,
+    proc = _run_cli(["pool=tiny", "sampling.n=5", "pool.size=4", "tracking=none", f"hydra.run.dir={run_dir}"], tmp_path,
                     UF_EXPERIMENTS_CACHE=str(models))
 
     assert proc.returncode == 2
@@ -344,7 +344,7 @@ def test_cli_rejects_n_above_pool_size_before_loading_anything(tmp_path):
         (["pool.size=abc"], "error: Error merging override pool.size=abc; Value 'abc' of type 'str' could not be "
                             "converted to Integer"),
         (["pool=nope"], "error: In 'config': Could not find 'pool/nope' "
-                        "(available: none, openai, paper_open, seed, served, tiny)"),
+                        "(available: none, openai, paper_open, seed, served, smollm2, tiny)"),
         (["judge.output=yaml"], "error: Error merging override judge.output=yaml; Invalid value 'yaml', expected one "
                                 "of [json, text]"),
         (["pool.sizee=3"], "error: Could not override 'pool.sizee'.; To append to your config use +pool.sizee=3; "
