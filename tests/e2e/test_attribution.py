@@ -73,8 +73,8 @@ def test_cache_entries_without_a_stored_cost_are_priced_from_their_tokens_and_sa
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_tiny_vllm_gpu_cost_of_a_cached_cell_equals_what_the_generating_cell_recorded(tmp_path):
-    overrides = ["dataset.limit=4", "pool.size=2", "sampling.n=2", "aspect=[overall_rating]", "tracking=none",
-                 f"cache.path={tmp_path / 'c.sqlite'}"]
+    overrides = ["experiment=demo_tiny", "dataset.limit=4", "pool.size=2", "sampling.n=2", "aspect=[overall_rating]",
+                 "tracking=none", f"cache.path={tmp_path / 'c.sqlite'}"]
     first = run(compose_config(overrides), tmp_path / "first")
     second = run(compose_config(overrides), tmp_path / "second")
     assert second["counts"]["engine_calls"] == 0 and second["cost_usd"]["paid"] == 0

@@ -44,30 +44,6 @@ def _import_vllm() -> Any:
     return vllm
 
 
-def _in_own_thread(load: Any) -> Any:
-    """``load()`` on a thread that exits afterwards. vLLM's CPU backend pins the OpenMP threads of the thread that
-    builds the engine and cuts that thread to one torch thread ("Reducing Torch threads from 2 to 1"); a batch later
-    run on that same thread (an executor thread the scheduler reuses, an in-process engine, a Ray actor) was 3-4x
-    slower here (SmolLM2-135M on 2 cores: 19 vs 57-60 tokens/s). No batch runs
-    on the loading thread this way. Exceptions come back to the caller."""
-    import threading
-
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["llm"] = load()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=target, name="vllm-load", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["llm"]
-
-
 class VLLMEngine:
     """``vllm.LLM`` for one model.
 
@@ -105,7 +81,7 @@ class VLLMEngine:
         )
         kwargs.setdefault("use_tqdm_on_load", not logs.quiet())  # the checkpoint shards' progress bar
         log.debug("loading %s into vLLM (%s)", path, kwargs)
-        self._llm = _in_own_thread(lambda: vllm.LLM(model=path, **kwargs))
+        self._llm = vllm.LLM(model=path, **kwargs)
         self._pending_load_s = time.perf_counter() - t0  # engine time charged to the first call
 
     @staticmethod
