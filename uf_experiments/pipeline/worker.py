@@ -173,7 +173,9 @@ class ModelWorker:
     async def _wait(self, timeout: float | None) -> None:
         self._changed.clear()
         waits = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self.stop.event.wait())]
-        if self.holds_slot:
+        if self.holds_slot and self.in_flight == 0:  # only an idle holder can give the device up; with a batch in
+            # flight, `wanted` (set while another model waits) would wake this loop at once, again and again: a
+            # busy loop holding the GIL that slowed the batch itself ~10x (the end of a batch sets `_changed`)
             waits.append(asyncio.ensure_future(self.slot.wanted.wait()))
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
