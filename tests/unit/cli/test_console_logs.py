@@ -64,6 +64,15 @@ def console(monkeypatch):
     """A console handler on the root logger as Hydra's job logging makes one (a plain StreamHandler), removed
     afterwards with whatever configure() set; the environment configure() writes is a copy."""
     monkeypatch.setattr(os, "environ", dict(os.environ))
+    # earlier tests in this process (other files on this worker) may have left these loggers disabled (a logging
+    # dictConfig, as Hydra's job logging does, disables the loggers that exist) or with vLLM's own handler
+    for name in ("vllm", "vllm.v1", "vllm.v1.worker", "httpx", "uf_experiments", "uf_experiments.pipeline",
+                 "uf_experiments.pipeline.worker", "uf_experiments.engines", "uf_experiments.engines.vllm_engine"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "propagate", True)
+        if name.startswith("vllm"):
+            monkeypatch.setattr(logger, "handlers", [])
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     root = logging.getLogger()
