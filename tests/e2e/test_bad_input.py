@@ -310,7 +310,7 @@ def cache_unwritable(mp: pytest.MonkeyPatch, tmp: Path) -> str:
 def cache_network_fs(mp: pytest.MonkeyPatch, tmp: Path) -> str:
     from uf_experiments.config import ConfigError, typed
     from uf_experiments.engines import sqlite
-    from uf_experiments.pipeline.stream import open_cache
+    from uf_experiments.pipeline.caches import open_cache
 
     mp.setattr(sqlite, "statfs_type", lambda path: 0x6969)  # NFS's f_type
     with pytest.raises(ConfigError) as info:
@@ -320,7 +320,7 @@ def cache_network_fs(mp: pytest.MonkeyPatch, tmp: Path) -> str:
 
 def _cache_db_line(url: str, shown: str) -> str:
     from uf_experiments.config import ConfigError, typed
-    from uf_experiments.pipeline.stream import open_cache
+    from uf_experiments.pipeline.caches import open_cache
 
     with pytest.raises(ConfigError) as info:
         open_cache(typed(_compose(f"cache.url={url}")))

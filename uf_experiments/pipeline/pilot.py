@@ -12,7 +12,8 @@ from typing import Any
 
 from uf_experiments.config.schema import RunConfig
 from uf_experiments.data.sources import load_prompts
-from uf_experiments.pipeline.stream import Run, open_cache
+from uf_experiments.pipeline.caches import open_cache
+from uf_experiments.pipeline.stream import Run
 from uf_experiments.tracking.null import NullTracker
 
 log = logging.getLogger(__name__)

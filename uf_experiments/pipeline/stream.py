@@ -26,7 +26,6 @@ from uf_experiments.outputs.card import CARD, write_card
 from uf_experiments.outputs.hub import push_to_hub
 from uf_experiments.outputs.writer import DatasetSaver, OutputWriter, rated_schema
 from uf_experiments.pipeline.budget import Meter
-from uf_experiments.pipeline.caches import open_cache, open_database  # noqa: F401 - used here; open_database re-exported
 from uf_experiments.pipeline.context import RunContext
 from uf_experiments.pipeline.progress import Progress
 from uf_experiments.pipeline.rows import Tables

@@ -14,7 +14,7 @@ from uf_experiments.config.schema import CacheConfig
 from uf_experiments.core.dburl import has_password, redact
 from uf_experiments.core.records import Completion, Request, Usage
 from uf_experiments.engines.cache import RequestCache, spill_file
-from uf_experiments.pipeline.stream import open_cache, open_database
+from uf_experiments.pipeline.caches import open_cache, open_database
 
 
 def req(i: int) -> Request:
