@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def demo_run(tmp_path_factory) -> Path:
     proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.run.dir={run_dir}",
                    f"cache.path={run_dir.parent / 'cache.sqlite'}", cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir.parent / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
     return run_dir
 
 
@@ -142,41 +144,53 @@ def test_wandb_offline_run_and_no_secret(demo_run):
             assert b"fake-key-must-not-be-logged-7f3a9c" not in path.read_bytes(), path
 
 
-def test_reproducible_with_same_seed(demo_run, tmp_path):
-    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", "tracking=none",
-                   f"hydra.run.dir={tmp_path}", cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    a = pd.read_parquet(demo_run / "rated.parquet")
-    b = pd.read_parquet(tmp_path / "rated.parquet")
-    assert a.generations.map(list).tolist() == b.generations.map(list).tolist()
-    assert a.generation_models.map(list).tolist() == b.generation_models.map(list).tolist()
-    assert not (tmp_path / "wandb").exists()  # tracking=none
+def test_the_console_has_one_line_per_engine_and_no_vllm_info(demo_run):
+    """At the default ``log_level``: one ``loaded in`` line per engine, no vLLM config dump or INFO line, no progress
+    bar of vLLM's; the run dir's uf-experiments.log keeps vLLM's INFO lines. (Same-seed reproducibility across
+    processes: tests/e2e/test_ray.py compares two runs from fresh caches, row for row.)"""
+    lines = (demo_run.parent / "console.txt").read_text().splitlines()
+    assert max(len(ln) for ln in lines) <= 300, max(lines, key=len)[:400]
+    vllm_format_info = re.compile(r"\) INFO .*\[\w+\.py:\d+\]")  # vLLM's own handler's INFO line
+    assert not [ln for ln in lines if "Initializing a V1 LLM engine" in ln or vllm_format_info.search(ln)]
+    assert not [ln for ln in lines if "[vllm" in ln and "][INFO]" in ln]
+    assert not [ln for ln in lines if "Loading safetensors checkpoint shards" in ln or "Processed prompts" in ln]
+    loaded = [m.group(1) for ln in lines if (m := re.search(r"\] - (\w+): loaded in \d+\.\d s$", ln))]
+    used = {m for ms in pd.read_parquet(demo_run / "rated.parquet").generation_models for m in ms}
+    assert sorted(loaded) == sorted([*used, "tiny_judge"]) and len(used) >= 2  # each engine loaded once
+    assert "6 rated rows" in "\n".join(lines)
+    log_file = (demo_run / "uf-experiments.log").read_text()
+    assert log_file.count("Initializing a V1 LLM engine") == len(loaded)  # vLLM's INFO lines go to the file
+    assert "][vllm." in log_file
 
 
 def test_multirun_sweep_has_one_dir_per_job(demo_run, tmp_path):
+    """A two-cell sweep over the number of prompts, on a copy of the demo run's request cache: every request of both
+    cells is in it, so no engine is loaded, and the 6-prompt cell gives the demo run's rows."""
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "pool.size=2,3", "sampling.n=2", "dataset.limit=3", "seed=7", f"hydra.sweep.dir={sweep}",
+    proc = run_cli("-m", "dataset.limit=3,6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.sweep.dir={sweep}",
                    shared_cache(demo_run, tmp_path), cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name != "compare")
-    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=2,pool=tiny,sampling.n=2,seed=7",
-                                      "1_dataset.limit=3,pool.size=3,pool=tiny,sampling.n=2,seed=7"]
+    assert [j.name for j in jobs] == ["0_dataset.limit=3,pool.size=3,pool=tiny,sampling.n=2,seed=7",
+                                      "1_dataset.limit=6,pool.size=3,pool=tiny,sampling.n=2,seed=7"]
     for job in jobs:  # one offline W&B run per job, all in the sweep's group, named by the overrides
         run = read_run(next((job / "wandb").glob("offline-run-*/run-*.wandb")))
         assert run["group"] == "sweep" and run["job_type"] == "demo"
         assert run["name"] == job.name.split("_", 1)[1]
-        assert run["summary"]["cell/pool_size"] == int(job.name.split("pool.size=")[1][0])
+        assert run["summary"]["cell/pool_size"] == 3
     # the sweep ends with its comparison: the files, and one more W&B run in the group (job_type compare)
     written = {p.name for p in (sweep / "compare").iterdir()}
     assert {"compare.csv", "compare.md", "totals.json", "usd_per_pair.png"} <= written
     run = read_run(next((sweep / "compare" / "wandb").glob("offline-run-*/run-*.wandb")))
     assert (run["group"], run["job_type"], run["summary"]["grid/runs"]) == ("sweep", "compare", 2)
-    for job, size in zip(jobs, (2, 3), strict=True):
-        df = pd.read_parquet(job / "rated.parquet")
-        assert len(df) == 3
-        used = {m for ms in df.generation_models for m in ms}
-        assert used <= set(TINY_ROSTER[:size])
-        assert json.loads((job / "summary.json").read_text())["counts"]["prompts"] == 3
+    assert "loaded in" not in proc.stdout + proc.stderr
+    demo = read_rows(demo_run / "rated.parquet")
+    for job, limit in zip(jobs, (3, 6), strict=True):
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["counts"]["prompts"] == limit and summary["counts"]["engine_calls"] == 0
+        rows = read_rows(job / "rated.parquet")
+        assert [(r["prompt_id"], r["generations"], r["ratings"]) for r in rows] == [
+            (r["prompt_id"], r["generations"], r["ratings"]) for r in demo[:limit]]
 
 
 def test_text_mode_judge_served_over_http(demo_run, tmp_path):

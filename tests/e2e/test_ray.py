@@ -149,6 +149,8 @@ def test_every_request_ran_once_and_is_in_the_cache_once(ray_run):
 
 
 def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_run):
+    """Also the suite's same-seed reproducibility check: two processes, each with a fresh request cache, write the
+    same completions, ratings and judge orders."""
     run_dir, _ = ray_run
     local, ray = (pq.read_table(d / "rated.parquet").to_pylist() for d in (local_run, run_dir))
     assert len(local) == len(ray) == 4
