@@ -34,6 +34,7 @@ Compose = Callable[..., DictConfig]
 pytest_plugins = [
     "tests.helpers.postgres",  # pg_server, pg_url: a real PostgreSQL the tests start
     "tests.helpers.xdist_groups",  # --dist loadgroup keeps a file (or an xdist_group) on one worker
+    "tests.helpers.tiny_demo",  # tiny_demo_run: the CLI demo on tiny vLLM models, once per worker
 ]
 
 
@@ -56,7 +57,7 @@ SPREAD = {"test_conf_comments.py", "test_docs.py", "test_config.py", "test_judge
 # pytest-xdist hands the groups out in collection order, so the heaviest go first and the two workers end together
 # (longest first). Seconds of one worker at idle, measured with `--durations=0`; a group not listed is light. A
 # stale figure only costs balance, never a result.
-WEIGHT_S = {"ray": 220, "tests/e2e/test_sweeps.py": 96, "tests/e2e/test_cli_e2e.py": 60,
+WEIGHT_S = {"ray": 230, "tests/e2e/test_sweeps.py": 96,
             "tests/e2e/test_served_vllm.py": 55, "tests/e2e/test_attribution.py": 50, "tests/e2e/test_slurm.py": 48,
             "tests/e2e/test_failures.py": 48, "tests/e2e/test_bad_input.py": 45, "tests/e2e/test_rejudge.py": 44,
             "tests/e2e/test_pg_cache.py": 44, "tests/e2e/test_sweep_wandb.py": 41, "tests/e2e/test_resume.py": 40,

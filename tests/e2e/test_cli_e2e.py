@@ -14,9 +14,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tests.helpers.tiny_demo import SECRET
 from tests.helpers.wandb_reader import read_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+# In test_ray.py's xdist group: its execution=ray run is compared with this file's demo run (built once per worker).
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.xdist_group("ray")]
 REPO = Path(__file__).resolve().parents[2]
 TINY_ROSTER = ["tiny_a", "tiny_b", "tiny_c", "tiny_d", "tiny_e", "tiny_f"]
 ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  # the demo's, in JSON mode
@@ -25,7 +27,7 @@ ASPECTS = ["instruction_following", "honesty", "truthfulness", "helpfulness"]  #
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """The CLI in a subprocess, with a request cache of its own unless ``cache.path`` is given (so a test that
     does not share the demo run's cache really runs the engines)."""
-    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": "fake-key-must-not-be-logged-7f3a9c", **(env or {})}
+    env = {**os.environ, "WANDB_MODE": "offline", "OPENAI_API_KEY": SECRET, **(env or {})}
     if not any(a.startswith("cache.") for a in args):
         args = (*args, f"cache.path={tempfile.mkdtemp(prefix='uf-cache-')}/requests.sqlite")
     env.pop("WANDB_API_KEY", None)
@@ -36,16 +38,11 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    """One demo run on real tiny vLLM engines; its request cache (``<run>/../cache.sqlite``) lets later tests that
-    are about something else (the sweep's files, the text-mode judge) reuse its completions instead of loading
-    the same models again."""
-    run_dir = tmp_path_factory.mktemp("e2e") / "run"
-    proc = run_cli("dataset.limit=6", "pool.size=3", "sampling.n=2", "seed=7", f"hydra.run.dir={run_dir}",
-                   f"cache.path={run_dir.parent / 'cache.sqlite'}", cwd=REPO)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (run_dir.parent / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
-    return run_dir
+def demo_run(tiny_demo_run: Path) -> Path:
+    """The suite's demo run on real tiny vLLM engines (tests/helpers/tiny_demo.py: ``TINY_DEMO``, W&B offline); its
+    request cache (``<run>/../cache.sqlite``) lets later tests that are about something else (the sweep's files,
+    the text-mode judge) reuse its completions instead of loading the same models again."""
+    return tiny_demo_run
 
 
 def shared_cache(demo_run: Path, tmp_path: Path) -> str:
@@ -141,7 +138,7 @@ def test_wandb_offline_run_and_no_secret(demo_run):
     assert (demo_run / ".hydra" / "overrides.yaml").read_text().count("pool.size=3") == 1
     for path in demo_run.rglob("*"):
         if path.is_file():
-            assert b"fake-key-must-not-be-logged-7f3a9c" not in path.read_bytes(), path
+            assert SECRET.encode() not in path.read_bytes(), path
 
 
 def test_the_console_has_one_line_per_engine_and_no_vllm_info(demo_run):

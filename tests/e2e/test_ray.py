@@ -18,11 +18,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers.tiny_demo import TINY_DEMO
+
 # one xdist group for every file that starts a Ray: two Rays with vLLM actors at once thrash two cores
 pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.ray, pytest.mark.xdist_group("ray")]
 REPO = Path(__file__).resolve().parents[2]
-ARGS = ["experiment=demo", "pool=tiny", "judge=tiny", "pool.size=3", "sampling.n=2", "dataset.limit=4", "seed=7",
-        "tracking=none"]
+ARGS = ["experiment=demo", "judge=tiny", *TINY_DEMO, "tracking=none"]  # the suite's tiny demo run, on Ray
 RAY = ["execution=ray", "execution.num_gpus=4", "pool.models.tiny_b.engine.num_gpus=2",
        "pool.models.tiny_c.engine.num_gpus=0.5"]
 POOL = ("tiny_a", "tiny_b", "tiny_c")
@@ -85,12 +86,10 @@ def run_and_kill(proc: subprocess.Popen, token: str) -> tuple[str, int | None, s
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("ray") / "local"
-    proc = cli(ARGS, run_dir)
-    out, _ = proc.communicate(timeout=900)
-    assert proc.returncode == 0, out[-3000:]
-    return run_dir
+def local_run(tiny_demo_run: Path) -> Path:
+    """The reference: the same overrides on execution=local (tests/helpers/tiny_demo.py; test_cli_e2e.py checks the
+    rest of that run)."""
+    return tiny_demo_run
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +138,13 @@ def test_every_request_ran_once_and_is_in_the_cache_once(ray_run):
     s = summary(run_dir)
     assert s["stopped"] is None and s["exit_code"] == 0
     assert not any(r["restarted"] for replicas in s["placement"].values() for r in replicas)
-    assert s["counts"]["rated_rows"] == 4 and s["counts"]["completions"] == 8
+    assert s["counts"]["rated_rows"] == 6 and s["counts"]["completions"] == 12
     gen = s["generation"]
-    assert gen["requests"] == gen["engine_calls"] == 8 and gen["failures"] == 0
+    assert gen["requests"] == gen["engine_calls"] == 12 and gen["failures"] == 0
     with sqlite3.connect(f"{run_dir}.sqlite") as db:
         per_model = dict(db.execute("SELECT model, COUNT(*) FROM completions GROUP BY model").fetchall())
-    assert sum(per_model[m] for m in POOL) == 8  # every generation request in the cache once
-    assert per_model["tiny_judge"] == s["judge"]["engine_calls"] == 16  # 4 rows x 4 aspects, both answers at once
+    assert sum(per_model[m] for m in POOL) == 12  # every generation request in the cache once
+    assert per_model["tiny_judge"] == s["judge"]["engine_calls"] == 24  # 6 rows x 4 aspects, both answers at once
 
 
 def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_run):
@@ -153,7 +152,7 @@ def test_ray_with_one_replica_per_model_gives_the_local_results(ray_run, local_r
     same completions, ratings and judge orders."""
     run_dir, _ = ray_run
     local, ray = (pq.read_table(d / "rated.parquet").to_pylist() for d in (local_run, run_dir))
-    assert len(local) == len(ray) == 4
+    assert len(local) == len(ray) == 6
     for a, b in zip(local, ray, strict=True):
         assert (a["prompt_id"], a["generation_models"], a["generations"]) == (
             b["prompt_id"], b["generation_models"], b["generations"])
