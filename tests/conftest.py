@@ -57,9 +57,9 @@ SPREAD = {"test_conf_comments.py", "test_docs.py", "test_config.py", "test_judge
 # pytest-xdist hands the groups out in collection order, so the heaviest go first and the two workers end together
 # (longest first). Seconds of one worker at idle, measured with `--durations=0`; a group not listed is light. A
 # stale figure only costs balance, never a result.
-WEIGHT_S = {"ray": 230, "tests/e2e/test_sweeps.py": 96,
-            "tests/e2e/test_served_vllm.py": 55, "tests/e2e/test_attribution.py": 50, "tests/e2e/test_slurm.py": 48,
-            "tests/e2e/test_failures.py": 48, "tests/e2e/test_bad_input.py": 45, "tests/e2e/test_rejudge.py": 44,
+WEIGHT_S = {"ray": 240, "tests/e2e/test_sweeps.py": 96,
+            "tests/e2e/test_served_vllm.py": 55, "tests/e2e/test_attribution.py": 22, "tests/e2e/test_slurm.py": 48,
+            "tests/e2e/test_failures.py": 48, "tests/e2e/test_bad_input.py": 45, "tests/e2e/test_rejudge.py": 22,
             "tests/e2e/test_pg_cache.py": 44, "tests/e2e/test_sweep_wandb.py": 41, "tests/e2e/test_resume.py": 40,
             "tests/unit/models/test_smollm2.py": 40, "tests/unit/metrics/test_pricing.py": 38,
             "tests/unit/engines/test_openai_batch_vllm.py": 37, "tests/e2e/test_shards.py": 32,

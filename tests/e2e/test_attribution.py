@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import compose_config
 from tests.helpers.fake_openai import FakeJudge
+from tests.helpers.tiny_demo import TINY_DEMO, cache_copy
 from uf_experiments.pipeline.run import run
 
 PRICED = ["pool=served", "pool.models=[gen-a,gen-b,gen-c]", "pool.price.input_per_1m=10",
@@ -72,13 +73,16 @@ def test_cache_entries_without_a_stored_cost_are_priced_from_their_tokens_and_sa
 
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_tiny_vllm_gpu_cost_of_a_cached_cell_equals_what_the_generating_cell_recorded(tmp_path):
-    overrides = ["experiment=demo_tiny", "dataset.limit=4", "pool.size=2", "sampling.n=2", "aspect=[overall_rating]",
-                 "tracking=none", f"cache.path={tmp_path / 'c.sqlite'}"]
-    first = run(compose_config(overrides), tmp_path / "first")
-    second = run(compose_config(overrides), tmp_path / "second")
+@pytest.mark.xdist_group("ray")  # where the suite's tiny demo run is built (tests/helpers/tiny_demo.py)
+def test_tiny_vllm_gpu_cost_of_a_cached_cell_equals_what_the_generating_cell_recorded(tiny_demo_run, tmp_path):
+    """The tiny demo run generated and judged on vLLM; the same cell again on a copy of its cache is all cache hits,
+    and attributes to each model the GPU $ the generating run recorded."""
+    first = json.loads((tiny_demo_run / "summary.json").read_text())
+    cache = cache_copy(tiny_demo_run, tmp_path / "c.sqlite")
+    second = run(compose_config([*TINY_DEMO, "tracking=none", f"cache.path={cache}"]), tmp_path / "second")
     assert second["counts"]["engine_calls"] == 0 and second["cost_usd"]["paid"] == 0
     for stage in ("generation", "judge"):
+        assert first[stage]["by_model"]
         for model, stats in first[stage]["by_model"].items():
             assert stats["paid_usd"] > 0 and stats["engine_s"] > 0
             assert second[stage]["by_model"][model]["cost_usd"] == stats["cost_usd"] == stats["paid_usd"], model

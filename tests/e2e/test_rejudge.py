@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import compose_config
 from tests.helpers.fake_openai import FakeJudge
+from tests.helpers.tiny_demo import cache_copy
 from tests.helpers.uf_fixture import EXPECTED, MARKERS, write_uf
 from tests.unit.metrics.test_agreement import ASPECTS, rounded
 from uf_experiments.pipeline.run import run
@@ -76,22 +77,22 @@ def test_a_two_judge_sweep_compares_agreement_and_dollars_per_1k(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_rejudging_an_earlier_demo_run_with_its_own_judge_agrees_with_it(tmp_path):
-    """The demo's tiny models and judge, then the same judge over that run's rated.parquet: the requests are the
-    ones the demo sent, so they come from the cache and every rating agrees (aspects without world knowledge)."""
-    cache = f"cache.path={tmp_path / 'c.sqlite'}"
-    demo = run(compose_config(["experiment=demo_tiny", "dataset.limit=4", "pool.size=2", "tracking=none", cache,
-                               "aspect=[instruction_following,honesty]"]), tmp_path / "demo")
-    again = run(compose_config(["experiment=rejudge", f"dataset.path={tmp_path / 'demo'}", "judge=tiny",
-                                "aspect=[instruction_following,honesty]", "tracking=none", cache]),
-                tmp_path / "rejudge")
-    assert again["generation"]["requests"] == 0
-    assert again["judge"]["cache_hits"] == demo["judge"]["engine_calls"] and again["cost_usd"]["paid"] == 0
+@pytest.mark.xdist_group("ray")  # where the suite's tiny demo run is built (tests/helpers/tiny_demo.py)
+def test_rejudging_an_earlier_demo_run_with_its_own_judge_agrees_with_it(tiny_demo_run, tmp_path):
+    """The demo run on tiny models, then its own judge over that run's rated.parquet: the requests are the ones the
+    demo sent, so they come from the cache (no engine is loaded) and every rating agrees (aspects without world
+    knowledge)."""
+    cache = f"cache.path={cache_copy(tiny_demo_run, tmp_path / 'c.sqlite')}"
+    again = run(compose_config(["experiment=rejudge", f"dataset.path={tiny_demo_run}", "judge=tiny",
+                                "aspect=[instruction_following,honesty]", "seed=7", "tracking=none", cache]),
+                tmp_path / "rejudge")  # the demo run's seed: the judge's seeds and orders, so the same requests
+    before = pq.read_table(tiny_demo_run / "rated.parquet").to_pylist()
+    assert len(before) == 6 and again["generation"]["requests"] == 0
+    assert again["judge"]["cache_hits"] == 6 * 2 and again["judge"]["engine_calls"] == 0  # 6 rows x 2 aspects
+    assert again["cost_usd"]["paid"] == 0
     agreement = again["metrics"]["agreement"]["instruction_following"]
-    assert agreement["n"] == sum(len(r) for r in pq.read_table(tmp_path / "demo" / "rated.parquet")
-                                 .column("generations").to_pylist())
+    assert agreement["n"] == sum(len(r["generations"]) for r in before) == 12
     assert agreement["exact"] == 1.0
-    before = pq.read_table(tmp_path / "demo" / "rated.parquet").to_pylist()
     after = pq.read_table(tmp_path / "rejudge" / "rated.parquet").to_pylist()
     assert [r["generations"] for r in after] == [r["generations"] for r in before]
     assert [r["reference_ratings"]["honesty"] for r in after] == [r["ratings"]["honesty"] for r in before]

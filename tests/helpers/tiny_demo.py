@@ -4,12 +4,14 @@
 2 completions each, seed 7, W&B offline, its own request cache (``<run>/../cache.sqlite``); the console it printed
 is kept in ``<run>/../console.txt``. test_cli_e2e.py reads its files, console and W&B run; test_ray.py compares its
 ``execution=ray`` run with it (same overrides, a fresh cache), which is also the suite's same-seed
-reproducibility check. Both files are in the xdist group ``ray``, so one worker builds it once.
+reproducibility check; a rejudge (test_rejudge.py) and a fully cached rerun (test_attribution.py) read its cache.
+They are all in the xdist group ``ray``, so one worker builds it once.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +35,11 @@ def tiny_demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir.parent / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
     return run_dir
+
+
+def cache_copy(run_dir: Path, dest: Path) -> Path:
+    """A copy of the tiny demo run's request cache at ``dest``, so a test reads its answers without changing them for
+    the others."""
+    with sqlite3.connect(run_dir.parent / "cache.sqlite") as src, sqlite3.connect(dest) as dst:
+        src.backup(dst)
+    return dest
