@@ -3,10 +3,12 @@
 #   scripts/setup_env.sh [VENV_DIR]          env: PYTHON, TORCH_INDEX_URL, EXTRAS
 # 1. torch==2.13.0 (CPU build) first, from TORCH_INDEX_URL when that index answers (PyTorch's own CPU wheel
 #    index by default; on machines without it, pip's configured indexes/wheels are used instead).
-# 2. the package with the `cpu`, `dev` and `ray` extras, under a constraint so nothing replaces that torch.
+# 2. the package with the EXTRAS (default `cpu,dev,ray`; `make demo`: `cpu`), under a constraint so nothing
+#    replaces that torch.
 # 3. remove torchvision/torchaudio/torchcodec: their PyPI builds need CUDA and break `import transformers`.
-# --no-compile: pip would byte-compile all ~28,000 .py files of the venv (~4 ms each, ~100 s on one core); Python
-# compiles the modules a run imports on first import instead (a few thousand) and caches them as usual.
+# 4. byte-compile the venv on every core at once (pip --no-compile, then compileall -j 0): pip compiles its ~28,000
+#    .py files one by one (~90 s here), compileall on 2 cores takes ~45 s. Not compiling at all is no option:
+#    with PYTHONDONTWRITEBYTECODE set (as on these machines) every process would compile what it imports again.
 set -euo pipefail
 VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
@@ -33,4 +35,7 @@ trap 'rm -f "$constraints"' EXIT
 "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$constraints"
 "${pip[@]}" install -q --no-compile -c "$constraints" -e "$here[$EXTRAS]"
 "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# (a few files of some packages are not Python 3, e.g. templates and test data: compileall reports them, pip too)
+site=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+"$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null 2>&1 || true
 "$VENV/bin/python" -c "import torch, vllm, transformers, hydra, wandb; print(f'setup: torch {torch.__version__}, vllm {vllm.__version__}, transformers {transformers.__version__}')"
