@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from tests.helpers.tiny_demo import SECRET
+from tests.helpers.tiny_demo import SECRET, cache_copy
 from tests.helpers.wandb_reader import read_run
 
 # In test_ray.py's xdist group: its execution=ray run is compared with this file's demo run (built once per worker).
@@ -46,13 +46,9 @@ def demo_run(tiny_demo_run: Path) -> Path:
 
 
 def shared_cache(demo_run: Path, tmp_path: Path) -> str:
-    """A copy of the demo run's request cache, so a test reads its answers without changing it for the others."""
-    import sqlite3
-
-    copy = tmp_path / "cache.sqlite"
-    with sqlite3.connect(demo_run.parent / "cache.sqlite") as src, sqlite3.connect(copy) as dst:
-        src.backup(dst)
-    return f"cache.path={copy}"
+    """``cache.path=`` a copy of the demo run's request cache, so a test reads its answers without changing it for
+    the others."""
+    return f"cache.path={cache_copy(demo_run, tmp_path / 'cache.sqlite')}"
 
 
 def read_rows(path: Path) -> list[dict]:
